@@ -288,3 +288,27 @@ pub async fn apply_stage(client: &Client, stage_yaml: &str) -> anyhow::Result<()
     manifest::apply_yaml(client, stage_yaml, "default", FIELD_MANAGER).await?;
     Ok(())
 }
+
+/// Makes `kubectl logs` of `pod` read `logs_file` (CRI log format:
+/// `<RFC3339Nano> stdout F <line>`).
+pub async fn serve_logs(
+    client: &Client,
+    namespace: &str,
+    pod: &str,
+    logs_file: &Path,
+    follow: bool,
+) -> anyhow::Result<()> {
+    apply_kwok(
+        client,
+        namespace,
+        "Logs",
+        "logs",
+        json!({
+            "apiVersion": "kwok.x-k8s.io/v1alpha1",
+            "kind": "Logs",
+            "metadata": { "name": pod, "namespace": namespace },
+            "spec": { "logs": [ { "logsFile": logs_file.display().to_string(), "follow": follow } ] },
+        }),
+    )
+    .await
+}
