@@ -147,25 +147,31 @@ where
         shutdown: shutdown.clone(),
     };
     let lost = CancellationToken::new();
+    let controllers_done = CancellationToken::new();
     let watch_lease = leadership.map(|mut l| {
-        let shutdown = shutdown.clone();
-        let lost = lost.clone();
+        let (shutdown, lost, done) = (shutdown.clone(), lost.clone(), controllers_done.clone());
         tokio::spawn(async move {
             tokio::select! {
                 _ = l.lost() => {
                     tracing::error!("lost leadership; stopping reconciliation");
                     lost.cancel();
                     shutdown.cancel();
+                    None
                 }
-                _ = shutdown.cancelled() => l.release().await,
+                // Hand the lease back only once the controllers have stopped,
+                // so two replicas never reconcile at the same time.
+                _ = done.cancelled() => Some(l),
             }
         })
     });
 
     let result = controllers(runtime).await;
     shutdown.cancel();
-    if let Some(task) = watch_lease {
-        let _ = task.await;
+    controllers_done.cancel();
+    if let Some(task) = watch_lease
+        && let Ok(Some(leadership)) = task.await
+    {
+        leadership.release().await;
     }
     result?;
     if lost.is_cancelled() {
@@ -176,10 +182,14 @@ where
 }
 
 fn lease_config(operator: &Operator, args: &RunArgs) -> LeaseConfig {
-    let identity = std::env::var("POD_NAME").unwrap_or_else(|_| {
-        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "local".into());
-        format!("{host}-{}", std::process::id())
-    });
+    // Unique per replica *and* per runtime, so two runtimes in one process
+    // (tests) are two contenders.
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let seq = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let base = std::env::var("POD_NAME")
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_else(|_| "local".into());
+    let identity = format!("{base}-{}-{seq}", std::process::id());
     LeaseConfig {
         name: args
             .lease_name
