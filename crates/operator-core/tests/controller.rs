@@ -352,7 +352,7 @@ async fn apply_prune_status_and_finalizer() {
     // One reconcile applies the two children (server-side no-ops) and skips
     // the unchanged status: two patches, not three.
     assert!(
-        patches > 0 && patches % 2 == 0,
+        patches > 0 && patches.is_multiple_of(2),
         "expected only child applies, saw {patches} patches"
     );
 
