@@ -13,7 +13,10 @@ fn yaml_files(dir: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
         .unwrap_or_default();
-    files.retain(|p| p.extension().is_some_and(|x| x == "yaml") && p.file_name().is_some_and(|n| n != "kustomization.yaml"));
+    files.retain(|p| {
+        p.extension().is_some_and(|x| x == "yaml")
+            && p.file_name().is_some_and(|n| n != "kustomization.yaml")
+    });
     files.sort();
     files
 }
@@ -28,7 +31,10 @@ async fn all_operators_crds_and_samples_apply_together() {
         .filter(|p| p.join("crds").is_dir())
         .collect();
     operators.sort();
-    assert!(!operators.is_empty(), "no deploy/<operator>/crds directories found");
+    assert!(
+        !operators.is_empty(),
+        "no deploy/<operator>/crds directories found"
+    );
 
     let mut crd_names = Vec::new();
     for op in &operators {
@@ -37,7 +43,11 @@ async fn all_operators_crds_and_samples_apply_together() {
             let applied = envtest::manifest::apply_yaml(&client, &yaml, &ns.name, "e2e")
                 .await
                 .unwrap_or_else(|e| panic!("{}: {e:#}", file.display()));
-            crd_names.extend(applied.into_iter().map(|o| o.metadata.name.unwrap_or_default()));
+            crd_names.extend(
+                applied
+                    .into_iter()
+                    .map(|o| o.metadata.name.unwrap_or_default()),
+            );
         }
     }
     envtest::manifest::wait_crds_established(&client, &crd_names, Duration::from_secs(60))
@@ -54,5 +64,9 @@ async fn all_operators_crds_and_samples_apply_together() {
             samples += applied.len();
         }
     }
-    println!("{} CRDs from {} operators, {samples} sample objects applied", crd_names.len(), operators.len());
+    println!(
+        "{} CRDs from {} operators, {samples} sample objects applied",
+        crd_names.len(),
+        operators.len()
+    );
 }
