@@ -20,12 +20,14 @@ pub mod manifest;
 pub mod namespace;
 pub mod pki;
 pub mod process;
+pub mod wait;
 
 use std::sync::OnceLock;
 
 pub use cluster::{Cluster, ClusterInfo, ClusterOptions, StartTimings, client_from_kubeconfig};
 pub use kwok::FakeNode;
 pub use namespace::TestNamespace;
+pub use wait::eventually;
 
 static SHARED: OnceLock<Result<Cluster, String>> = OnceLock::new();
 

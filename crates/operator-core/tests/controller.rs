@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use chrono::Utc;
+use envtest::eventually;
 use k8s_openapi::api::core::v1::{ConfigMap, Event as CoreEvent};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
@@ -187,24 +188,6 @@ async fn install_crd(client: &kube::Client) {
     .unwrap();
 }
 
-async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// Starts the widget controller for one namespace; returns its context,
 /// metrics and a handle that stops it.
 async fn start_controller(ns: &str) -> (Arc<Ctx>, Metrics, tokio_util::sync::CancellationToken) {
@@ -281,7 +264,7 @@ async fn apply_prune_status_and_finalizer() {
     .unwrap();
     cms.create(&PostParams::default(), &foreign).await.unwrap();
 
-    let ready = eventually("widget ready", || async {
+    let ready = eventually("widget ready", Duration::from_secs(30), || async {
         let w = widgets.get("w").await.ok()?;
         let st = w.status.clone()?;
         (st.observed_generation == w.metadata.generation
@@ -328,7 +311,7 @@ async fn apply_prune_status_and_finalizer() {
     )
     .await
     .unwrap();
-    eventually("another reconcile", || async {
+    eventually("another reconcile", Duration::from_secs(30), || async {
         (ctx.reconciles.load(Ordering::SeqCst) > n).then_some(())
     })
     .await;
@@ -365,7 +348,7 @@ async fn apply_prune_status_and_finalizer() {
         )
         .await
         .unwrap();
-    eventually("w-b pruned", || async {
+    eventually("w-b pruned", Duration::from_secs(30), || async {
         cms.get_opt("w-b").await.ok()?.is_none().then_some(())
     })
     .await;
@@ -377,7 +360,7 @@ async fn apply_prune_status_and_finalizer() {
 
     // Deleting runs the finalizer's cleanup, then the object goes.
     widgets.delete("w", &DeleteParams::default()).await.unwrap();
-    eventually("widget gone", || async {
+    eventually("widget gone", Duration::from_secs(30), || async {
         widgets.get_opt("w").await.ok()?.is_none().then_some(())
     })
     .await;
@@ -414,13 +397,17 @@ async fn undecodable_objects_get_a_warning_and_do_not_stop_others() {
         .await
         .unwrap();
 
-    eventually("good widget reconciled", || async {
-        let w = widgets.get("good").await.ok()?;
-        w.status?.observed_generation.map(|_| ())
-    })
+    eventually(
+        "good widget reconciled",
+        Duration::from_secs(30),
+        || async {
+            let w = widgets.get("good").await.ok()?;
+            w.status?.observed_generation.map(|_| ())
+        },
+    )
     .await;
     let events: Api<CoreEvent> = ns.api();
-    let warning = eventually("warning event on bad", || async {
+    let warning = eventually("warning event on bad", Duration::from_secs(30), || async {
         let list = events.list(&ListParams::default()).await.ok()?;
         list.items.into_iter().find(|e| {
             e.involved_object.name.as_deref() == Some("bad")
