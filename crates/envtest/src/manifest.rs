@@ -49,7 +49,7 @@ pub async fn apply_object(
         .clone()
         .ok_or_else(|| anyhow::anyhow!("object {} has no apiVersion/kind", obj.name_any()))?;
     let gvk = kube::api::GroupVersionKind::try_from(&types)?;
-    let (resource, caps) = discovery::pinned_kind(client, &gvk).await?;
+    let (resource, caps) = discover(client, &gvk).await?;
     let api: Api<DynamicObject> = match caps.scope {
         Scope::Namespaced => {
             let ns = obj
@@ -69,7 +69,32 @@ pub async fn apply_object(
         .map_err(|e| anyhow::anyhow!("applying {} {name}: {e}", gvk.kind))
 }
 
-/// Waits until each named CRD reports `Established=True`.
+/// Discovery of a kind, retried briefly: right after a CRD is established
+/// the API server can take a moment to list it.
+async fn discover(
+    client: &Client,
+    gvk: &kube::api::GroupVersionKind,
+) -> anyhow::Result<(kube::api::ApiResource, kube::discovery::ApiCapabilities)> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match discovery::pinned_kind(client, gvk).await {
+            Ok(found) => return Ok(found),
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                tracing::debug!(error = %e, kind = %gvk.kind, "kind not discoverable yet");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => anyhow::bail!(
+                "discovering {}/{} {}: {e}",
+                gvk.group,
+                gvk.version,
+                gvk.kind
+            ),
+        }
+    }
+}
+
+/// Waits until each named CRD reports `Established=True` and its kind is
+/// listed by discovery.
 pub async fn wait_crds_established(
     client: &Client,
     names: &[String],
@@ -88,6 +113,14 @@ pub async fn wait_crds_established(
                 .iter()
                 .any(|c| c.type_ == "Established" && c.status == "True");
             if established {
+                let crd = api.get(name).await?;
+                let spec = &crd.spec;
+                let served = spec.versions.iter().filter(|v| v.served);
+                for v in served {
+                    let gvk =
+                        kube::api::GroupVersionKind::gvk(&spec.group, &v.name, &spec.names.kind);
+                    discover(client, &gvk).await?;
+                }
                 break;
             }
             if tokio::time::Instant::now() > deadline {
