@@ -7,6 +7,6 @@ require_toolchains
 say "control plane (etcd, kube-apiserver, controller-manager, scheduler, KWOK)"
 control_plane
 cd "$ROOT"
-say "cargo test ${*:---workspace}"
-if [ $# -eq 0 ]; then set -- --workspace; fi
+say "cargo test ${*:---workspace --no-fail-fast}"
+if [ $# -eq 0 ]; then set -- --workspace --no-fail-fast; fi
 exec cargo test "$@"

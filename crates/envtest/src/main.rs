@@ -65,8 +65,14 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     let client = rt.block_on(cluster.client())?;
 
+    let mut installed_groups = std::collections::BTreeSet::new();
     for dir in &install {
-        let names = rt.block_on(apply_dir(&client, dir))?;
+        let names = rt.block_on(apply_dir(&client, dir, &Filter::All))?;
+        installed_groups.extend(
+            names
+                .iter()
+                .filter_map(|n| n.split_once('.').map(|(_, g)| g.to_string())),
+        );
         rt.block_on(envtest::manifest::wait_crds_established(
             &client,
             &names,
@@ -90,15 +96,21 @@ fn main() -> anyhow::Result<()> {
             "run".to_string(),
             format!("--metrics-addr=127.0.0.1:{port}"),
         ];
-        let component = Component::start(&name, binary, &args, &log_dir)?;
+        let binary = std::fs::canonicalize(binary)
+            .map_err(|e| anyhow::anyhow!("operator binary {}: {e}", binary.display()))?;
+        let component = Component::start(&name, &binary, &args, &log_dir)?;
         eprintln!(
             "running {name} (metrics on 127.0.0.1:{port}, log {})",
             component.log.display()
         );
         operators.push(component);
     }
+    // Samples: the operators' own kinds and namespaced objects; cluster
+    // infrastructure (a second default StorageClass, PersistentVolumes for
+    // a cloud CSI driver) would change the demo cluster itself.
+    let filter = Filter::SamplesFor(installed_groups);
     for dir in &apply {
-        let names = rt.block_on(apply_dir(&client, dir))?;
+        let names = rt.block_on(apply_dir(&client, dir, &filter))?;
         eprintln!("applied {} from {}", names.join(", "), dir.display());
     }
 
@@ -168,8 +180,40 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Applies every `.yaml` file of `dir` (sorted); returns the object names.
-async fn apply_dir(client: &kube::Client, dir: &Path) -> anyhow::Result<Vec<String>> {
+/// Which documents of a directory to apply.
+enum Filter {
+    All,
+    /// Objects of these API groups, and namespaced objects of any group.
+    SamplesFor(std::collections::BTreeSet<String>),
+}
+
+async fn wanted(
+    client: &kube::Client,
+    obj: &kube::api::DynamicObject,
+    filter: &Filter,
+) -> anyhow::Result<bool> {
+    let Filter::SamplesFor(groups) = filter else {
+        return Ok(true);
+    };
+    let Some(types) = &obj.types else {
+        return Ok(false);
+    };
+    let gvk = kube::api::GroupVersionKind::try_from(types)?;
+    if groups.contains(&gvk.group) {
+        return Ok(true);
+    }
+    let (_, caps) = kube::discovery::pinned_kind(client, &gvk).await?;
+    Ok(caps.scope == kube::discovery::Scope::Namespaced)
+}
+
+/// Applies the `.yaml` files of `dir` (sorted), each with its own field
+/// manager so files that complete one object merge instead of replacing
+/// each other; returns the object names.
+async fn apply_dir(
+    client: &kube::Client,
+    dir: &Path,
+    filter: &Filter,
+) -> anyhow::Result<Vec<String>> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| anyhow::anyhow!("reading {}: {e}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -180,11 +224,26 @@ async fn apply_dir(client: &kube::Client, dir: &Path) -> anyhow::Result<Vec<Stri
     let mut names = Vec::new();
     for file in files {
         let yaml = std::fs::read_to_string(&file)?;
-        for obj in envtest::manifest::apply_yaml(client, &yaml, "default", "envtest-demo")
-            .await
-            .map_err(|e| anyhow::anyhow!("{}: {e:#}", file.display()))?
-        {
-            names.push(obj.metadata.name.unwrap_or_default());
+        let stem = file.file_stem().and_then(|s| s.to_str()).unwrap_or("file");
+        let manager = format!("envtest-demo-{stem}");
+        for obj in envtest::manifest::parse_documents(&yaml)? {
+            let kind = obj
+                .types
+                .as_ref()
+                .map(|t| t.kind.clone())
+                .unwrap_or_default();
+            if !wanted(client, &obj, filter).await? {
+                eprintln!(
+                    "skipped {kind} {} from {} (cluster infrastructure)",
+                    obj.metadata.name.clone().unwrap_or_default(),
+                    file.display()
+                );
+                continue;
+            }
+            let applied = envtest::manifest::apply_object(client, obj, "default", &manager)
+                .await
+                .map_err(|e| anyhow::anyhow!("{}: {e:#}", file.display()))?;
+            names.push(applied.metadata.name.unwrap_or_default());
         }
     }
     Ok(names)
