@@ -7,7 +7,6 @@
 
 pub mod controllers;
 pub mod crd;
-pub mod quantity;
 pub mod validate;
 
 /// The operator's name: binary, event reporter and field-manager prefix.

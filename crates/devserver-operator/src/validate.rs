@@ -14,12 +14,12 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Toleration;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use operator_core::duration::{DurationError, parse_duration, parse_duration_bounded};
+use operator_core::quantity;
 
 use crate::crd::{
     DevServerFlavorSpec, DevServerMode, DevServerSpec, DevServerUserSpec, HOME_PATH,
     MAX_USERNAME_LEN, MAX_VOLUMES, SHARED_PATH, VolumeMount,
 };
-use crate::quantity;
 
 /// The longest `timeToLive` a DevServer may have.
 pub const MAX_TIME_TO_LIVE: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -295,7 +295,7 @@ fn check_image(p: &mut Problems, field: &str, image: &str) {
 
 fn check_positive_quantity(p: &mut Problems, field: &str, q: &Quantity) {
     match quantity::parse_quantity(q) {
-        Ok(v) if v > 0 => {}
+        Ok(v) if v.is_positive() => {}
         Ok(_) => p.add(field, format!("{:?} must be greater than zero", q.0)),
         Err(e) => p.add(field, e.to_string()),
     }
@@ -305,7 +305,7 @@ fn check_resource_map(
     p: &mut Problems,
     field: &str,
     map: Option<&BTreeMap<String, Quantity>>,
-) -> BTreeMap<String, quantity::Nanos> {
+) -> BTreeMap<String, quantity::Quantity> {
     let mut out = BTreeMap::new();
     for (name, q) in map.into_iter().flatten() {
         if !is_qualified_name(name) {
@@ -313,7 +313,7 @@ fn check_resource_map(
             continue;
         }
         match quantity::parse_quantity(q) {
-            Ok(v) if v < 0 => p.add(
+            Ok(v) if v.is_negative() => p.add(
                 format!("{field}.{name}"),
                 format!("{:?} must not be negative", q.0),
             ),

@@ -2,7 +2,6 @@
 
 pub mod controllers;
 pub mod crd;
-pub mod quantity;
 pub mod validate;
 
 use operator_core::Operator;

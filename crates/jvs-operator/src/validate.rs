@@ -11,6 +11,7 @@ use std::time::Duration;
 use kube::ResourceExt;
 use operator_core::cron::{CronError, CronSchedule};
 use operator_core::duration::{DurationError, parse_duration_bounded};
+use operator_core::quantity;
 
 use crate::crd::snapshot::{JVS_GZIP_LEVELS, MAX_NOTE_LEN};
 use crate::crd::workspace::{
@@ -20,7 +21,6 @@ use crate::crd::{
     Compression, CompressionType, MAX_TAG_LEN, MAX_TAGS, MAX_WORKSPACE_NAME_LEN, QuiesceMode,
     Snapshot, SnapshotSpec, SnapshotTemplate, Workspace, WorkspaceSpec,
 };
-use crate::quantity;
 
 /// The `--compress` levels of `jvs snapshot`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -4,5 +4,4 @@
 pub mod bandwidth;
 pub mod controllers;
 pub mod crd;
-pub mod quantity;
 pub mod validate;

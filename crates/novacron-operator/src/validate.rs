@@ -14,14 +14,16 @@ use std::net::IpAddr;
 use k8s_openapi::api::core::v1::Toleration;
 use operator_core::cron::CronSchedule;
 use operator_core::duration::parse_duration_bounded;
+use operator_core::quantity;
 
 use crate::bandwidth;
 use crate::crd::{
     IpConfig, IpMethod, LifecycleHandler, Network, NetworkType, PullPolicy, UpdateStrategyType,
     VirtualMachineMigrationSpec, VirtualMachineSpec, VmImage, VmResources, VmSpec,
 };
-use crate::quantity::{self, MIN_MEMORY_BYTES};
 
+/// `512Mi`, the least memory a VM may have.
+pub const MIN_MEMORY_BYTES: u64 = 512 * 1024 * 1024;
 /// The most inline cloud-init user data accepted, in bytes.
 pub const MAX_INLINE_USER_DATA: usize = 16 * 1024;
 /// Volume names the operator uses for its own disks.

@@ -14,6 +14,7 @@ pub mod http;
 pub mod labels;
 pub mod leader;
 pub mod metrics;
+pub mod quantity;
 pub mod runtime;
 pub mod status;
 

@@ -10,13 +10,13 @@ use std::time::Duration;
 
 use kube::ResourceExt;
 use operator_core::duration::{DurationError, format_duration, parse_duration_bounded};
+use operator_core::quantity;
 
 use crate::crd::{
     DNS_1035_LABEL_PATTERN, IngressRouting, MAX_DURATION, MAX_EXPIRY_WARNING, MAX_EXTENSIONS,
     MAX_NAME_LEN, MAX_NAME_PLUS_ID_LEN, MAX_PARTICIPANT_ID_LEN, MAX_PARTICIPANTS, MAX_PREWARM,
     MAX_RETENTION, MAX_TOTAL_DURATION, Workshop, WorkshopSpec,
 };
-use crate::quantity;
 
 /// A participant after validation: either named in `participantList` or generated (`user<N>`).
 #[derive(Clone, Debug, PartialEq, Eq)]
