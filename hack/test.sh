@@ -7,6 +7,15 @@ require_toolchains
 say "control plane (etcd, kube-apiserver, controller-manager, scheduler, KWOK)"
 control_plane
 cd "$ROOT"
-say "cargo test ${*:---workspace --no-fail-fast}"
 if [ $# -eq 0 ]; then set -- --workspace --no-fail-fast; fi
-exec cargo test "$@"
+say "cargo test $*"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+set +e
+cargo test "$@" 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+# One closing line for the whole run: cargo prints one per test binary.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) g += $i } }
+     END { printf "tests: %d passed, %d failed, %d skipped\n", p, f, g }' "$log"
+exit "$status"
