@@ -1,7 +1,9 @@
 //! workshop-operator: RStudio workshops (`orchestra.io/v1` Workshop) on Kubernetes.
 
+pub mod build;
 pub mod controllers;
 pub mod crd;
+pub mod reconcile;
 pub mod validate;
 
 use operator_core::Operator;

@@ -435,7 +435,15 @@ async fn the_controller_records_validation_in_status() {
     let st = fine.status.as_ref().unwrap();
     assert_eq!(st.observed_generation, fine.metadata.generation);
     assert_eq!(generation, fine.metadata.generation);
-    assert_eq!(st.phase, Some(WorkshopPhase::Pending));
+    // Valid: provisioning starts.
+    assert!(
+        matches!(
+            st.phase,
+            Some(WorkshopPhase::Creating | WorkshopPhase::Ready)
+        ),
+        "{:?}",
+        st.phase
+    );
 
     let too_long = wait_for("too-long to be judged", async || {
         let ws = api.get("too-long").await.ok()?;
@@ -451,9 +459,10 @@ async fn the_controller_records_validation_in_status() {
         message,
         "spec.duration plus every allowed extension (29d + 2 x 1d) must be at most 30d"
     );
+    // Invalid: nothing is created, the phase says so.
     assert_eq!(
         too_long.status.as_ref().unwrap().phase,
-        Some(WorkshopPhase::Pending)
+        Some(WorkshopPhase::Failed)
     );
 
     let events: Api<Event> = Api::namespaced(client.clone(), &ns.name);
@@ -492,7 +501,12 @@ async fn the_controller_records_validation_in_status() {
     assert_eq!(fixed.metadata.generation, Some(2));
     assert_eq!(fixed.status.as_ref().unwrap().observed_generation, Some(2));
 
-    // Steady state: nothing more is written.
+    // Steady state: once every session is ready, nothing more is written.
+    wait_for("fine to be Ready", async || {
+        let ws = api.get("fine").await.ok()?;
+        (ws.status?.phase == Some(WorkshopPhase::Ready)).then_some(())
+    })
+    .await;
     let rv = api.get("fine").await.unwrap().resource_version();
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(api.get("fine").await.unwrap().resource_version(), rv);
