@@ -9,12 +9,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{Future, StreamExt};
+use k8s_openapi::NamespaceResourceScope;
+use kube::api::PartialObjectMeta;
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::{Action, Config};
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::watcher;
 use kube::runtime::{Controller, Predicate, WatchStreamExt, predicates};
-use kube::{Api, Resource};
+use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
 
 use crate::metrics::Metrics;
@@ -77,6 +79,41 @@ where
         .applied_objects()
         .predicate_filter(spec_or_finalizers(), Default::default());
     Controller::for_stream(stream, reader).with_config(controller_config(concurrency))
+}
+
+/// An `Api` over all namespaces, or over the one the operator is limited to
+/// (`--watch-namespace`).
+pub fn scoped_api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// A metadata-only watch of the children of kind `K` that an
+/// [`Applier`](crate::apply::Applier) created (selected by the owner-UID
+/// label), for `Controller::owns_stream`: any change of a child, status
+/// included, bumps its resourceVersion and maps to its owner, at the memory
+/// cost of metadata only.
+pub fn owned_children<K>(
+    client: &Client,
+    namespace: Option<&str>,
+) -> impl futures::Stream<Item = Result<PartialObjectMeta<K>, watcher::Error>> + Send + 'static
+where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + DeserializeOwned
+        + Clone
+        + Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let wc = watcher::Config::default().labels(crate::apply::OWNER_UID_LABEL);
+    let api: Api<PartialObjectMeta<K>> = scoped_api(client, namespace);
+    watcher(api, wc).default_backoff().touched_objects()
 }
 
 /// Generation alone would stall `finalizer()`: adding a finalizer does not
