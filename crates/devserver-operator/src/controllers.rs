@@ -1,24 +1,35 @@
-//! The controllers of the operator. At this stage each one validates its
-//! kind and reports the verdict in status (`observedGeneration`, an
+//! The controllers of the operator and what they share. Each one validates
+//! its kind and reports the verdict in status (`observedGeneration`, an
 //! `Accepted` condition, a summary phase) and, for an invalid spec, in a
-//! Warning event. Provisioning (StatefulSets, SSH, users' namespaces) is
-//! built on top of this.
+//! Warning event. DevServers and DevServerUsers are then provisioned by
+//! [`crate::reconcile`].
 
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{
+    ConfigMap, LimitRange, Namespace, Node, Pod, ResourceQuota, Secret, Service, ServiceAccount,
+};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-use kube::api::Api;
+use kube::api::{Api, PartialObjectMeta};
 use kube::core::DeserializeGuard;
 use kube::core::error_boundary::InvalidObject;
 use kube::runtime::controller::Action;
-use kube::runtime::watcher;
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use operator_core::Runtime;
+use operator_core::apply::ApplyError;
 use operator_core::conditions::{ConditionUpdate, set_condition};
 use operator_core::controller::{ReconcileError, guarded_controller, kube_error_reason};
 use operator_core::events::Events;
+use operator_core::labels::NAME;
+use serde::de::DeserializeOwned;
 
+use crate::build::devserver::{Images, Names};
+use crate::build::{APP_DEVSERVER, APP_USER, USER_LABEL};
 use crate::crd::{
     DevServer, DevServerFlavor, DevServerFlavorStatus, DevServerPhase, DevServerStatus,
     DevServerUser, DevServerUserPhase, DevServerUserStatus,
@@ -27,6 +38,9 @@ use crate::validate::{self, ValidationError};
 
 /// Condition type: the spec passed validation.
 pub const ACCEPTED: &str = "Accepted";
+/// Condition type: the object's children are in place and (DevServer) its
+/// pods are ready.
+pub const READY: &str = "Ready";
 /// Condition reason when the spec is valid.
 pub const REASON_VALID: &str = "Valid";
 /// Condition and event reason when the spec is invalid.
@@ -43,6 +57,8 @@ pub struct Context {
     pub events: Events,
     /// The clock (injectable for tests).
     pub now: fn() -> DateTime<Utc>,
+    /// Default and SSH server images.
+    pub images: Images,
 }
 
 /// Why a reconcile failed (an invalid spec is not a failure: it ends in
@@ -56,14 +72,71 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    #[error(transparent)]
+    Apply(#[from] ApplyError),
+    #[error("{action}: {source}")]
+    Kube {
+        action: &'static str,
+        #[source]
+        source: kube::Error,
+    },
 }
 
 impl ReconcileError for Error {
     fn reason(&self) -> &'static str {
         match self {
-            Error::Status { source, .. } => kube_error_reason(source),
+            Error::Status { source, .. } | Error::Kube { source, .. } => kube_error_reason(source),
+            Error::Apply(e) => e.reason(),
         }
     }
+}
+
+/// The operator's images: `DEVSERVER_DEFAULT_IMAGE` and
+/// `DEVSERVER_SSH_IMAGE` from the environment, else the built-in defaults.
+pub fn images_from_env() -> Images {
+    let mut images = Images::default();
+    if let Ok(v) = std::env::var("DEVSERVER_DEFAULT_IMAGE")
+        && !v.is_empty()
+    {
+        images.default_image = v;
+    }
+    if let Ok(v) = std::env::var("DEVSERVER_SSH_IMAGE")
+        && !v.is_empty()
+    {
+        images.ssh_image = v;
+    }
+    images
+}
+
+/// A metadata-only watch of `api`'s objects, as a trigger stream.
+fn meta_stream<K>(
+    api: Api<PartialObjectMeta<K>>,
+    wc: watcher::Config,
+) -> impl futures::Stream<Item = Result<PartialObjectMeta<K>, watcher::Error>> + Send + 'static
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    watcher(api, wc).default_backoff().touched_objects()
+}
+
+/// A hash of what makes a node fit a flavor.
+fn node_shape(node: &Node) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    node.metadata.labels.hash(&mut h);
+    let spec = node.spec.clone().unwrap_or_default();
+    serde_json::to_string(&spec.taints).ok()?.hash(&mut h);
+    spec.unschedulable.hash(&mut h);
+    serde_json::to_string(&node.status.as_ref().and_then(|s| s.allocatable.as_ref()))
+        .ok()?
+        .hash(&mut h);
+    Some(h.finish())
 }
 
 /// Starts the controllers and returns when the runtime shuts down.
@@ -72,25 +145,204 @@ pub async fn run(rt: Runtime) -> anyhow::Result<()> {
         client: rt.client.clone(),
         events: rt.events.clone(),
         now: Utc::now,
+        images: images_from_env(),
     });
-    let devservers: Api<DeserializeGuard<DevServer>> = match &rt.args.watch_namespace {
-        Some(ns) => Api::namespaced(rt.client.clone(), ns),
-        None => Api::all(rt.client.clone()),
-    };
-    let flavors: Api<DeserializeGuard<DevServerFlavor>> = Api::all(rt.client.clone());
-    let users: Api<DeserializeGuard<DevServerUser>> = Api::all(rt.client.clone());
+    let client = rt.client.clone();
+    fn scoped<K>(client: &Client, ns: &Option<String>) -> Api<K>
+    where
+        K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
+    {
+        match ns {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        }
+    }
+    let watch_ns = rt.args.watch_namespace.clone();
     let concurrency = rt.args.concurrency;
+
+    // DevServers, woken by their children, by flavor changes (no generation
+    // predicate: it would hide deletions) (servers using
+    // the flavor, or any flavor for servers that use the default) and by
+    // their owner's DevServerUser (SSH keys).
+    let owned = watcher::Config::default().labels(&format!("{}={}", NAME, APP_DEVSERVER));
+    let devservers = guarded_controller(
+        scoped::<DeserializeGuard<DevServer>>(&client, &watch_ns),
+        watcher::Config::default(),
+        concurrency,
+    );
+    let store = devservers.store();
+    let flavor_store = store.clone();
+    let pod_store = store.clone();
+    let flavor_events = meta_stream(
+        Api::<PartialObjectMeta<DevServerFlavor>>::all(client.clone()),
+        Default::default(),
+    );
+    let user_events = meta_stream(
+        Api::<PartialObjectMeta<DevServerUser>>::all(client.clone()),
+        Default::default(),
+    );
+    let devservers = devservers
+        .owns_stream(meta_stream(
+            scoped::<PartialObjectMeta<StatefulSet>>(&client, &watch_ns),
+            owned.clone(),
+        ))
+        .owns_stream(meta_stream(
+            scoped::<PartialObjectMeta<Service>>(&client, &watch_ns),
+            owned.clone(),
+        ))
+        .owns_stream(meta_stream(
+            scoped::<PartialObjectMeta<Secret>>(&client, &watch_ns),
+            owned.clone(),
+        ))
+        .owns_stream(meta_stream(
+            scoped::<PartialObjectMeta<ConfigMap>>(&client, &watch_ns),
+            owned.clone(),
+        ))
+        // Pods (metadata only; any change, readiness included, bumps the
+        // resourceVersion): the phase follows the real pods.
+        .watches_stream(
+            meta_stream(
+                scoped::<PartialObjectMeta<Pod>>(&client, &watch_ns),
+                owned.clone(),
+            ),
+            move |pod| {
+                let ns = pod.namespace();
+                let Some(sts) = pod
+                    .owner_references()
+                    .iter()
+                    .find(|o| o.kind == "StatefulSet")
+                    .map(|o| o.name.clone())
+                else {
+                    return Vec::new();
+                };
+                pod_store
+                    .state()
+                    .into_iter()
+                    .filter(|g| g.namespace() == ns && Names::of(&g.name_any()).stateful_set == sts)
+                    .map(|g| ObjectRef::from_obj(g.as_ref()))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .watches_stream(flavor_events, move |flavor| {
+            let name = flavor.name_any();
+            flavor_store
+                .state()
+                .into_iter()
+                .filter(|g| match &g.0 {
+                    Ok(ds) => ds.spec.flavor.as_deref().is_none_or(|f| f == name),
+                    Err(_) => false,
+                })
+                .map(|g| ObjectRef::from_obj(g.as_ref()))
+                .collect::<Vec<_>>()
+        })
+        .watches_stream(user_events, move |user| {
+            let name = user.name_any();
+            store
+                .state()
+                .into_iter()
+                .filter(|g| match &g.0 {
+                    Ok(ds) => ds.spec.owner.as_deref() == Some(name.as_str()),
+                    Err(_) => false,
+                })
+                .map(|g| ObjectRef::from_obj(g.as_ref()))
+                .collect::<Vec<_>>()
+        });
+
+    // Users, woken by their children and their namespace.
+    let user_owned = watcher::Config::default().labels(&format!("{}={}", NAME, APP_USER));
+    let users = guarded_controller(
+        Api::<DeserializeGuard<DevServerUser>>::all(client.clone()),
+        watcher::Config::default(),
+        concurrency,
+    )
+    .watches_stream(
+        meta_stream(
+            Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
+            user_owned.clone(),
+        ),
+        |ns| {
+            ns.labels()
+                .get(USER_LABEL)
+                .map(|u| ObjectRef::new(u))
+                .into_iter()
+                .collect::<Vec<_>>()
+        },
+    )
+    .owns_stream(meta_stream(
+        Api::<PartialObjectMeta<ServiceAccount>>::all(client.clone()),
+        user_owned.clone(),
+    ))
+    .owns_stream(meta_stream(
+        Api::<PartialObjectMeta<Role>>::all(client.clone()),
+        user_owned.clone(),
+    ))
+    .owns_stream(meta_stream(
+        Api::<PartialObjectMeta<RoleBinding>>::all(client.clone()),
+        user_owned.clone(),
+    ))
+    .owns_stream(meta_stream(
+        Api::<PartialObjectMeta<ClusterRole>>::all(client.clone()),
+        user_owned.clone(),
+    ))
+    .owns_stream(meta_stream(
+        Api::<PartialObjectMeta<ClusterRoleBinding>>::all(client.clone()),
+        user_owned.clone(),
+    ))
+    .owns_stream(meta_stream(
+        Api::<PartialObjectMeta<ResourceQuota>>::all(client.clone()),
+        user_owned.clone(),
+    ))
+    .owns_stream(meta_stream(
+        Api::<PartialObjectMeta<LimitRange>>::all(client.clone()),
+        user_owned,
+    ));
+
+    // Flavors; any flavor change re-checks the default ones (a new second
+    // default is reported on both).
+    let flavors: Api<DeserializeGuard<DevServerFlavor>> = Api::all(client.clone());
+    let flavor_controller = guarded_controller(flavors, watcher::Config::default(), concurrency);
+    let defaults_store = flavor_controller.store();
+    let nodes_store = flavor_controller.store();
+    let flavor_controller = flavor_controller.watches_stream(
+        // Only what decides fit: labels, taints, allocatable, cordoning
+        // (not heartbeats).
+        watcher(Api::<Node>::all(client.clone()), watcher::Config::default())
+            .default_backoff()
+            .touched_objects()
+            .predicate_filter(node_shape, Default::default()),
+        move |_| {
+            nodes_store
+                .state()
+                .into_iter()
+                .map(|g| ObjectRef::from_obj(g.as_ref()))
+                .collect::<Vec<_>>()
+        },
+    );
+    let flavor_controller = flavor_controller.watches_stream(
+        meta_stream(
+            Api::<PartialObjectMeta<DevServerFlavor>>::all(client.clone()),
+            Default::default(),
+        ),
+        move |_| {
+            defaults_store
+                .state()
+                .into_iter()
+                .filter(|g| g.0.as_ref().is_ok_and(|f| f.spec.default))
+                .map(|g| ObjectRef::from_obj(g.as_ref()))
+                .collect::<Vec<_>>()
+        },
+    );
     tokio::join!(
         operator_core::controller::run(
-            guarded_controller(devservers, watcher::Config::default(), concurrency),
+            devservers,
             "devserver",
             rt.metrics.clone(),
             ctx.clone(),
-            reconcile_devserver,
+            crate::reconcile::devserver::reconcile,
             rt.shutdown_signal(),
         ),
         operator_core::controller::run(
-            guarded_controller(flavors, watcher::Config::default(), concurrency),
+            flavor_controller,
             "devserverflavor",
             rt.metrics.clone(),
             ctx.clone(),
@@ -98,11 +350,11 @@ pub async fn run(rt: Runtime) -> anyhow::Result<()> {
             rt.shutdown_signal(),
         ),
         operator_core::controller::run(
-            guarded_controller(users, watcher::Config::default(), concurrency),
+            users,
             "devserveruser",
             rt.metrics.clone(),
             ctx.clone(),
-            reconcile_user,
+            crate::reconcile::user::reconcile,
             rt.shutdown_signal(),
         ),
     );
@@ -176,34 +428,6 @@ pub fn user_status(
     status
 }
 
-async fn reconcile_devserver(
-    guard: Arc<DeserializeGuard<DevServer>>,
-    ctx: Arc<Context>,
-) -> Result<Action, Error> {
-    let obj = match &guard.0 {
-        Ok(obj) => obj,
-        Err(invalid) => return Ok(undecodable(&ctx, guard.as_ref(), invalid).await),
-    };
-    let verdict = validate::devserver(&obj.spec);
-    let status = devserver_status(
-        obj.status.as_ref(),
-        obj.meta().generation,
-        &verdict,
-        (ctx.now)(),
-    );
-    let api: Api<DevServer> =
-        Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
-    let wrote = operator_core::status::apply_status(&api, obj, DEVSERVER_MANAGER, &status)
-        .await
-        .map_err(|source| Error::Status {
-            kind: "DevServer",
-            name: obj.name_any(),
-            source,
-        })?;
-    report(&ctx, obj, wrote, &verdict).await;
-    Ok(Action::await_change())
-}
-
 async fn reconcile_flavor(
     guard: Arc<DeserializeGuard<DevServerFlavor>>,
     ctx: Arc<Context>,
@@ -212,14 +436,48 @@ async fn reconcile_flavor(
         Ok(obj) => obj,
         Err(invalid) => return Ok(undecodable(&ctx, guard.as_ref(), invalid).await),
     };
+    let now = (ctx.now)();
     let verdict = validate::flavor(&obj.spec);
-    let status = flavor_status(
-        obj.status.as_ref(),
-        obj.meta().generation,
-        &verdict,
-        (ctx.now)(),
-    );
+    let mut status = flavor_status(obj.status.as_ref(), obj.meta().generation, &verdict, now);
     let api: Api<DevServerFlavor> = Api::all(ctx.client.clone());
+    // At most one default: every default flavor reports the others.
+    let other_defaults: Vec<String> = if obj.spec.default {
+        let mut names: Vec<String> = api
+            .list(&kube::api::ListParams::default())
+            .await
+            .map_err(|source| Error::Kube {
+                action: "listing flavors",
+                source,
+            })?
+            .items
+            .into_iter()
+            .filter(|f| f.spec.default && f.name_any() != obj.name_any())
+            .map(|f| f.name_any())
+            .collect();
+        names.sort();
+        names
+    } else {
+        Vec::new()
+    };
+    // Whether a node fits it (the nodes' shape, not their current load).
+    if verdict.is_ok() {
+        let nodes = Api::<Node>::all(ctx.client.clone())
+            .list(&kube::api::ListParams::default())
+            .await
+            .map_err(|source| Error::Kube {
+                action: "listing nodes",
+                source,
+            })?;
+        status.schedulable = Some(crate::schedulable::schedulable(&obj.spec, &nodes.items));
+    }
+    let conflict_was = operator_core::conditions::is_true(&status.conditions, DEFAULT_CONFLICT);
+    set_default_conflict(
+        &mut status.conditions,
+        obj.spec.default,
+        &other_defaults,
+        obj.meta().generation,
+        now,
+    );
     let wrote = operator_core::status::apply_status(&api, obj, FLAVOR_MANAGER, &status)
         .await
         .map_err(|source| Error::Status {
@@ -228,39 +486,61 @@ async fn reconcile_flavor(
             source,
         })?;
     report(&ctx, obj, wrote, &verdict).await;
+    if !other_defaults.is_empty() && !conflict_was {
+        ctx.events
+            .warning(
+                obj,
+                "MultipleDefaultFlavors",
+                "Validate",
+                default_conflict_message(&other_defaults),
+            )
+            .await;
+    }
     Ok(Action::await_change())
 }
 
-async fn reconcile_user(
-    guard: Arc<DeserializeGuard<DevServerUser>>,
-    ctx: Arc<Context>,
-) -> Result<Action, Error> {
-    let obj = match &guard.0 {
-        Ok(obj) => obj,
-        Err(invalid) => return Ok(undecodable(&ctx, guard.as_ref(), invalid).await),
+/// Condition type on a default flavor: another flavor is default too.
+pub const DEFAULT_CONFLICT: &str = "DefaultConflict";
+
+fn default_conflict_message(others: &[String]) -> String {
+    format!(
+        "Other flavors are marked default too ({}); DevServers without spec.flavor will not start until only one is.",
+        others.join(", ")
+    )
+}
+
+/// Sets (default flavors) or removes (others) the `DefaultConflict`
+/// condition.
+pub fn set_default_conflict(
+    conditions: &mut Vec<Condition>,
+    is_default: bool,
+    other_defaults: &[String],
+    generation: Option<i64>,
+    now: DateTime<Utc>,
+) {
+    if !is_default {
+        operator_core::conditions::remove_condition(conditions, DEFAULT_CONFLICT);
+        return;
+    }
+    let update = if other_defaults.is_empty() {
+        ConditionUpdate::false_(
+            DEFAULT_CONFLICT,
+            "OnlyDefault",
+            "This is the only default flavor.",
+        )
+    } else {
+        ConditionUpdate::true_(
+            DEFAULT_CONFLICT,
+            "MultipleDefaultFlavors",
+            default_conflict_message(other_defaults),
+        )
     };
-    let verdict = validate::user(&obj.spec);
-    let status = user_status(
-        obj.status.as_ref(),
-        obj.meta().generation,
-        &verdict,
-        (ctx.now)(),
-    );
-    let api: Api<DevServerUser> = Api::all(ctx.client.clone());
-    let wrote = operator_core::status::apply_status(&api, obj, USER_MANAGER, &status)
-        .await
-        .map_err(|source| Error::Status {
-            kind: "DevServerUser",
-            name: obj.name_any(),
-            source,
-        })?;
-    report(&ctx, obj, wrote, &verdict).await;
-    Ok(Action::await_change())
+    set_condition(conditions, update.observed_generation(generation), now);
 }
 
 /// A Warning event for an invalid spec, once per change of the verdict (the
 /// status write is the signal), so a steady invalid object makes no writes.
-async fn report<K: Resource<DynamicType = ()>>(
+pub(crate) async fn report<K: Resource<DynamicType = ()>>(
     ctx: &Context,
     obj: &K,
     wrote: bool,
@@ -276,7 +556,7 @@ async fn report<K: Resource<DynamicType = ()>>(
 
 /// An object whose stored form does not decode into the Rust types: say so
 /// on the object and wait for it to change.
-async fn undecodable<K: Resource<DynamicType = ()>>(
+pub(crate) async fn undecodable<K: Resource<DynamicType = ()>>(
     ctx: &Context,
     obj: &DeserializeGuard<K>,
     invalid: &InvalidObject,
@@ -358,6 +638,22 @@ mod tests {
         );
         assert_eq!(fixed.message, None);
         assert_eq!(fixed.observed_generation, Some(2));
+    }
+
+    #[test]
+    fn a_second_default_flavor_is_a_conflict() {
+        let t0 = Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0).unwrap();
+        let mut c = Vec::new();
+        set_default_conflict(&mut c, true, &[], Some(1), t0);
+        assert_eq!(
+            (c[0].status.as_str(), c[0].reason.as_str()),
+            ("False", "OnlyDefault")
+        );
+        set_default_conflict(&mut c, true, &["b".into(), "c".into()], Some(1), t0);
+        assert_eq!(c[0].status, "True");
+        assert!(c[0].message.contains("(b, c)"), "{}", c[0].message);
+        set_default_conflict(&mut c, false, &[], Some(2), t0);
+        assert!(c.is_empty());
     }
 
     #[test]

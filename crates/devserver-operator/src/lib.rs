@@ -3,10 +3,16 @@
 //!
 //! - [`crd`]: the API types (DevServer, DevServerFlavor, DevServerUser).
 //! - [`validate`]: checks beyond what the schema enforces at admission.
+//! - [`build`]: pure builders of the child objects.
+//! - [`reconcile`]: what each controller does.
+//! - [`schedulable`]: whether a flavor fits on a current node.
 //! - [`controllers`]: the controllers started by `devserver-operator run`.
 
+pub mod build;
 pub mod controllers;
 pub mod crd;
+pub mod reconcile;
+pub mod schedulable;
 pub mod validate;
 
 /// The operator's name: binary, event reporter and field-manager prefix.

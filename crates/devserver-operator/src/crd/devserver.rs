@@ -139,6 +139,13 @@ pub struct DevServerSpec {
     #[x_kube(validation = Rule::new(POSITIVE_QUANTITY).message("persistentHomeSize must be a positive quantity such as 100Gi"))]
     pub persistent_home_size: Option<Quantity>,
 
+    /// What happens to the persistent home (the claim `<name>-home`) when
+    /// the DevServer is deleted: `Retain` (default: keep it, and a new
+    /// DevServer of the same name mounts it again) or `Delete`. Stopping
+    /// (`running: false`) never deletes it.
+    #[serde(default)]
+    pub home_deletion_policy: HomeDeletionPolicy,
+
     /// Name of an existing (usually ReadWriteMany) PersistentVolumeClaim in
     /// the same namespace, mounted at `/shared`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -176,6 +183,18 @@ fn bounded_quantity(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
 
 fn default_true() -> bool {
     true
+}
+
+/// What to do with a DevServer's persistent home when it is deleted.
+#[derive(
+    Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Default, schemars::JsonSchema,
+)]
+pub enum HomeDeletionPolicy {
+    /// Keep the claim.
+    #[default]
+    Retain,
+    /// Delete the claim with the DevServer.
+    Delete,
 }
 
 /// How many pods a DevServer runs.
@@ -353,8 +372,9 @@ pub struct DevServerStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
 
-    /// Conditions: `Accepted` (the spec is valid), `Ready`, `Progressing`,
-    /// `Degraded`.
+    /// Conditions: `Accepted` (the spec is valid), `FlavorResolved` (the
+    /// flavor exists, or exactly one default does), `Ready` (every pod is
+    /// ready for SSH) and, with a time to live, `Expiring`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,

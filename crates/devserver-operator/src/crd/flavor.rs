@@ -185,8 +185,8 @@ pub struct DevServerFlavorStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
 
-    /// Conditions: `Accepted` (the spec is valid) and, later, default-flavor
-    /// conflicts.
+    /// Conditions: `Accepted` (the spec is valid) and, on default flavors,
+    /// `DefaultConflict` (another flavor is marked default too).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,
