@@ -3,7 +3,6 @@
 //! accepted unchanged.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 fn deploy_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy")
@@ -38,21 +37,11 @@ async fn all_operators_crds_and_samples_apply_together() {
 
     let mut crd_names = Vec::new();
     for op in &operators {
-        for file in yaml_files(&op.join("crds")) {
-            let yaml = std::fs::read_to_string(&file).unwrap();
-            let applied = envtest::manifest::apply_yaml(&client, &yaml, &ns.name, "e2e")
-                .await
-                .unwrap_or_else(|e| panic!("{}: {e:#}", file.display()));
-            crd_names.extend(
-                applied
-                    .into_iter()
-                    .map(|o| o.metadata.name.unwrap_or_default()),
-            );
-        }
+        let names = envtest::manifest::install_crd_dir(&client, &op.join("crds"))
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e:#}", op.display()));
+        crd_names.extend(names);
     }
-    envtest::manifest::wait_crds_established(&client, &crd_names, Duration::from_secs(60))
-        .await
-        .unwrap();
 
     let mut samples = 0;
     for op in &operators {

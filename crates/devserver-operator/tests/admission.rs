@@ -19,6 +19,7 @@ use kube::discovery::{self, Scope};
 use kube::{Client, ResourceExt};
 
 const MANAGER: &str = "devserver-operator-tests";
+const WAIT: Duration = Duration::from_secs(30);
 
 fn deploy_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/devserver-operator")
@@ -31,22 +32,10 @@ fn sample(name: &str) -> String {
 
 /// Installs the committed CRD files, as `kubectl apply -f deploy/.../crds` would.
 async fn install_crds(client: &Client) {
-    let mut names = Vec::new();
-    let mut files: Vec<_> = std::fs::read_dir(deploy_dir().join("crds"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
-    for path in files {
-        let yaml = std::fs::read_to_string(&path).unwrap();
-        for obj in apply_yaml(client, &yaml, "default", MANAGER).await.unwrap() {
-            names.push(obj.name_any());
-        }
-    }
-    assert_eq!(names.len(), 3, "{names:?}");
-    envtest::manifest::wait_crds_established(client, &names, Duration::from_secs(30))
+    let names = envtest::manifest::install_crd_dir(client, &deploy_dir().join("crds"))
         .await
         .unwrap();
+    assert_eq!(names.len(), 3, "{names:?}");
 }
 
 /// Server-side applies with `dryRun=All`: the API server validates and
@@ -75,24 +64,6 @@ async fn dry_run_apply(client: &Client, yaml: &str, namespace: &str) {
         )
         .await
         .unwrap_or_else(|e| panic!("dry-run apply of {} {}: {e}", gvk.kind, obj.name_any()));
-    }
-}
-
-async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -470,7 +441,7 @@ async fn the_controllers_report_the_validation_verdict() {
     .unwrap();
 
     // The document's example: accepted, waiting to be provisioned.
-    let good = eventually("my-dev-server accepted", || async {
+    let good = envtest::eventually("my-dev-server accepted", WAIT, || async {
         let s = servers.get("my-dev-server").await.ok()?;
         let status = s.status.clone()?;
         (accepted(&status.conditions)?.status == "True").then_some(s)
@@ -487,7 +458,7 @@ async fn the_controllers_report_the_validation_verdict() {
     );
 
     // The invalid one: Accepted=False with the reason, a Warning event.
-    let bad = eventually("bad-key rejected", || async {
+    let bad = envtest::eventually("bad-key rejected", WAIT, || async {
         let s = servers.get("bad-key").await.ok()?;
         let status = s.status.clone()?;
         (accepted(&status.conditions)?.status == "False").then_some(s)
@@ -509,7 +480,7 @@ async fn the_controllers_report_the_validation_verdict() {
     assert_eq!(status.phase, Some(DevServerPhase::Failed));
     assert_eq!(status.observed_generation, Some(1));
     let events: Api<Event> = ns.api();
-    let event = eventually("InvalidSpec event", || async {
+    let event = envtest::eventually("InvalidSpec event", WAIT, || async {
         let list = events.list(&ListParams::default()).await.ok()?;
         list.items.into_iter().find(|e| {
             e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("bad-key")
@@ -538,7 +509,7 @@ async fn the_controllers_report_the_validation_verdict() {
         )
         .await
         .unwrap();
-    let fixed = eventually("bad-key accepted after the fix", || async {
+    let fixed = envtest::eventually("bad-key accepted after the fix", WAIT, || async {
         let s = servers.get("bad-key").await.ok()?;
         let status = s.status.clone()?;
         (status.observed_generation == Some(2) && accepted(&status.conditions)?.status == "True")
@@ -558,7 +529,7 @@ async fn the_controllers_report_the_validation_verdict() {
 
     // Flavor and user: Accepted + observedGeneration.
     let flavors: Api<DevServerFlavor> = Api::all(client.clone());
-    let fstatus = eventually("flavor verdict", || async {
+    let fstatus = envtest::eventually("flavor verdict", WAIT, || async {
         let status = flavors.get(&flavor_name).await.ok()?.status?;
         accepted(&status.conditions).is_some().then_some(status)
     })
@@ -576,7 +547,7 @@ async fn the_controllers_report_the_validation_verdict() {
     assert_eq!(fstatus.observed_generation, Some(1));
 
     let users: Api<DevServerUser> = Api::all(client.clone());
-    let ustatus = eventually("user verdict", || async {
+    let ustatus = envtest::eventually("user verdict", WAIT, || async {
         let status = users.get(&user_name).await.ok()?.status?;
         accepted(&status.conditions).is_some().then_some(status)
     })

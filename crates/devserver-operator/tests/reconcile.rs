@@ -68,14 +68,7 @@ fn start_operator() {
 async fn install_crds(client: &Client) {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../deploy/devserver-operator/crds");
-    let mut names = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let yaml = std::fs::read_to_string(entry.unwrap().path()).unwrap();
-        for obj in apply_yaml(client, &yaml, "default", MANAGER).await.unwrap() {
-            names.push(obj.name_any());
-        }
-    }
-    envtest::manifest::wait_crds_established(client, &names, Duration::from_secs(30))
+    envtest::manifest::install_crd_dir(client, &dir)
         .await
         .unwrap();
 }

@@ -276,3 +276,48 @@ async fn pod_logs_come_from_a_local_file() {
     .await;
     assert_eq!(lines, vec!["first line", "second line"]);
 }
+
+fn crd_yaml(plural: &str, kind: &str) -> String {
+    format!(
+        "apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: {plural}.envtest.example.com
+spec:
+  group: envtest.example.com
+  scope: Namespaced
+  names: {{plural: {plural}, singular: {singular}, kind: {kind}}}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        x-kubernetes-preserve-unknown-fields: true
+",
+        singular = kind.to_ascii_lowercase()
+    )
+}
+
+#[tokio::test]
+async fn a_crd_directory_installs_in_sorted_order_and_is_established() {
+    let client = envtest::client().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("b.yaml"), crd_yaml("widgets", "Widget")).unwrap();
+    std::fs::write(dir.path().join("a.yaml"), crd_yaml("gadgets", "Gadget")).unwrap();
+    std::fs::write(dir.path().join("notes.txt"), "not a manifest").unwrap();
+    let names = envtest::manifest::install_crd_dir(&client, dir.path())
+        .await
+        .unwrap();
+    assert_eq!(
+        names,
+        ["gadgets.envtest.example.com", "widgets.envtest.example.com"]
+    );
+    // Established and served: objects of the new kinds can be created.
+    let yaml = "apiVersion: envtest.example.com/v1\nkind: Widget\nmetadata:\n  name: w\n";
+    let applied = envtest::manifest::apply_yaml(&client, yaml, "default", "envtest-test")
+        .await
+        .unwrap();
+    assert_eq!(applied.len(), 1);
+}

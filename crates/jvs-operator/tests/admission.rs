@@ -23,6 +23,7 @@ use operator_core::metrics::Metrics;
 use serde_json::{Value, json};
 
 const MANAGER: &str = "jvs-admission-test";
+const WAIT: Duration = Duration::from_secs(30);
 
 fn deploy_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/jvs-operator")
@@ -48,18 +49,11 @@ fn yaml_files(dir: &Path) -> Vec<(String, String)> {
 
 /// Installs the committed CRDs (idempotent) and waits until they are served.
 async fn install_crds(client: &Client) {
-    let mut names = Vec::new();
-    for (file, yaml) in yaml_files(&deploy_dir().join("crds")) {
-        let applied = envtest::manifest::apply_yaml(client, &yaml, "default", MANAGER)
-            .await
-            .unwrap_or_else(|e| panic!("installing {file}: {e:#}"));
-        names.extend(applied.iter().map(|o| o.name_any()));
-    }
-    names.sort();
-    assert_eq!(names, ["snapshots.jvs.io", "workspaces.jvs.io"]);
-    envtest::manifest::wait_crds_established(client, &names, Duration::from_secs(30))
+    let mut names = envtest::manifest::install_crd_dir(client, &deploy_dir().join("crds"))
         .await
         .unwrap();
+    names.sort();
+    assert_eq!(names, ["snapshots.jvs.io", "workspaces.jvs.io"]);
 }
 
 fn dynamic_api<K: Resource<DynamicType = ()>>(client: &Client, ns: &str) -> Api<DynamicObject> {
@@ -574,20 +568,6 @@ fn accepted(conditions: &[Condition]) -> Option<(String, String, String, Option<
     ))
 }
 
-async fn wait_for<T>(what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 #[tokio::test]
 async fn the_controllers_record_validation_in_status() {
     let client = envtest::client().await.unwrap();
@@ -637,7 +617,7 @@ async fn the_controllers_record_validation_in_status() {
 
     let workspaces = ns.api::<Workspace>();
     let snapshots = ns.api::<Snapshot>();
-    let good = wait_for("ml-workspace to be accepted", async || {
+    let good = envtest::eventually("ml-workspace to be accepted", WAIT, || async {
         let ws = workspaces.get("ml-workspace").await.ok()?;
         accepted(&ws.status.as_ref()?.conditions).map(|_| ws)
     })
@@ -649,7 +629,7 @@ async fn the_controllers_record_validation_in_status() {
     assert_eq!(generation, good.metadata.generation);
     assert_eq!(status.phase, Some(WorkspacePhase::Pending));
 
-    let bad = wait_for("bad-schedule to be judged", async || {
+    let bad = envtest::eventually("bad-schedule to be judged", WAIT, || async {
         let ws = workspaces.get("bad-schedule").await.ok()?;
         accepted(&ws.status.as_ref()?.conditions).map(|_| ws)
     })
@@ -665,7 +645,7 @@ async fn the_controllers_record_validation_in_status() {
     );
 
     let events: Api<Event> = Api::namespaced(client.clone(), &ns.name);
-    let warning = wait_for("a Warning event", async || {
+    let warning = envtest::eventually("a Warning event", WAIT, || async {
         let list = events
             .list(&ListParams::default().fields("involvedObject.name=bad-schedule"))
             .await
@@ -677,7 +657,7 @@ async fn the_controllers_record_validation_in_status() {
     .await;
     assert_eq!(warning.reason.as_deref(), Some("InvalidSchedule"));
 
-    let snap = wait_for("the snapshot to be accepted", async || {
+    let snap = envtest::eventually("the snapshot to be accepted", WAIT, || async {
         let s = snapshots.get("snap").await.ok()?;
         accepted(&s.status.as_ref()?.conditions).map(|_| s)
     })
@@ -699,7 +679,7 @@ async fn the_controllers_record_validation_in_status() {
         )
         .await
         .unwrap();
-    let fixed = wait_for("bad-schedule to be accepted", async || {
+    let fixed = envtest::eventually("bad-schedule to be accepted", WAIT, || async {
         let ws = workspaces.get("bad-schedule").await.ok()?;
         let (cond, ..) = accepted(&ws.status.as_ref()?.conditions)?;
         (cond == "True").then_some(ws)

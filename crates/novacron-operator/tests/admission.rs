@@ -16,6 +16,7 @@ use novacron_operator::crd::{
 use serde_json::{Value, json};
 
 const MANAGER: &str = "kubectl";
+const WAIT: Duration = Duration::from_secs(30);
 
 fn deploy_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/novacron-operator")
@@ -25,23 +26,18 @@ fn read(rel: &str) -> String {
     std::fs::read_to_string(deploy_dir().join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
 }
 
+/// Installs the committed CRDs, one file for each CRD of the Rust types.
 async fn install_crds(client: &Client) {
-    let mut names = Vec::new();
-    for crd in novacron_operator::crd::all() {
-        let file = operator_core::crd::file_name(&crd);
-        envtest::manifest::apply_yaml(
-            client,
-            &read(&format!("crds/{file}")),
-            "default",
-            "novacron-test",
-        )
+    let mut names = envtest::manifest::install_crd_dir(client, &deploy_dir().join("crds"))
         .await
         .unwrap();
-        names.push(crd.name_any());
-    }
-    envtest::manifest::wait_crds_established(client, &names, Duration::from_secs(30))
-        .await
-        .unwrap();
+    names.sort();
+    let mut expected: Vec<String> = novacron_operator::crd::all()
+        .iter()
+        .map(|crd| crd.name_any())
+        .collect();
+    expected.sort();
+    assert_eq!(names, expected);
 }
 
 /// The sample's single object, moved into the test namespace (the document's
@@ -61,24 +57,6 @@ async fn apply(
     manager: &str,
 ) -> anyhow::Result<DynamicObject> {
     envtest::manifest::apply_object(client, obj, ns, manager).await
-}
-
-async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 #[tokio::test]
@@ -705,7 +683,7 @@ async fn controllers_report_validation_in_status_and_events() {
     )
     .await
     .unwrap();
-    let vm = eventually("my-vm accepted", || async {
+    let vm = envtest::eventually("my-vm accepted", WAIT, || async {
         let vm = vms.get("my-vm").await.ok()?;
         let st = vm.status.as_ref()?;
         (st.observed_generation == vm.metadata.generation).then_some(vm)
@@ -731,7 +709,7 @@ async fn controllers_report_validation_in_status_and_events() {
     ))
     .unwrap();
     apply(&client, bad, &ns.name, MANAGER).await.unwrap();
-    let (s, reason, message, _) = eventually("bad-vm rejected", || async {
+    let (s, reason, message, _) = envtest::eventually("bad-vm rejected", WAIT, || async {
         let vm = vms.get("bad-vm").await.ok()?;
         accepted(vm.status.as_ref().map(|s| s.conditions.as_slice()))
     })
@@ -742,7 +720,7 @@ async fn controllers_report_validation_in_status_and_events() {
         "{message}"
     );
     assert!(message.contains("spec.template.spec.networks[0].ipv4.gateway: 10.0.2.1 is not in the subnet of 10.0.1.10/24"), "{message}");
-    let events = eventually("warning event", || async {
+    let events = envtest::eventually("warning event", WAIT, || async {
         let ev = warning_events(&client, &ns.name, "bad-vm").await;
         (!ev.is_empty()).then_some(ev)
     })
@@ -764,7 +742,7 @@ async fn controllers_report_validation_in_status_and_events() {
     vms.patch("bad-vm", &PatchParams::default(), &Patch::Merge(&fix))
         .await
         .unwrap();
-    let vm = eventually("bad-vm fixed", || async {
+    let vm = envtest::eventually("bad-vm fixed", WAIT, || async {
         let vm = vms.get("bad-vm").await.ok()?;
         let (s, ..) = accepted(vm.status.as_ref().map(|s| s.conditions.as_slice()))?;
         (s == "True").then_some(vm)
@@ -788,7 +766,7 @@ async fn controllers_report_validation_in_status_and_events() {
     )
     .await
     .unwrap();
-    let (s, reason, message, _) = eventually("lone-vm reported", || async {
+    let (s, reason, message, _) = envtest::eventually("lone-vm reported", WAIT, || async {
         let vm = vms.get("lone-vm").await.ok()?;
         accepted(vm.status.as_ref().map(|s| s.conditions.as_slice()))
     })
@@ -804,7 +782,7 @@ async fn controllers_report_validation_in_status_and_events() {
     }))
     .unwrap();
     migrations.create(&PostParams::default(), &m).await.unwrap();
-    let m = eventually("migration accepted", || async {
+    let m = envtest::eventually("migration accepted", WAIT, || async {
         let m = migrations.get("move-my-vm").await.ok()?;
         let (s, ..) = accepted(m.status.as_ref().map(|s| s.conditions.as_slice()))?;
         (s == "True").then_some(m)

@@ -18,6 +18,7 @@ use workshop_operator::controllers::ACCEPTED;
 use workshop_operator::crd::{IngressRouting, Workshop, WorkshopPhase};
 
 const MANAGER: &str = "workshop-admission-test";
+const WAIT: Duration = Duration::from_secs(30);
 
 fn deploy_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/workshop-operator")
@@ -43,17 +44,10 @@ fn yaml_files(dir: &Path) -> Vec<(String, String)> {
 
 /// Installs the committed CRDs (idempotent) and waits until they are served.
 async fn install_crds(client: &Client) {
-    let mut names = Vec::new();
-    for (file, yaml) in yaml_files(&deploy_dir().join("crds")) {
-        let applied = envtest::manifest::apply_yaml(client, &yaml, "default", MANAGER)
-            .await
-            .unwrap_or_else(|e| panic!("installing {file}: {e:#}"));
-        names.extend(applied.iter().map(|o| o.name_any()));
-    }
-    assert!(names.contains(&"workshops.orchestra.io".to_string()));
-    envtest::manifest::wait_crds_established(client, &names, Duration::from_secs(30))
+    let names = envtest::manifest::install_crd_dir(client, &deploy_dir().join("crds"))
         .await
         .unwrap();
+    assert!(names.contains(&"workshops.orchestra.io".to_string()));
 }
 
 fn dynamic_api(client: &Client, ns: &str) -> Api<DynamicObject> {
@@ -370,20 +364,6 @@ fn accepted(ws: &Workshop) -> Option<(String, String, String, Option<i64>)> {
     ))
 }
 
-async fn wait_for<T>(what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 #[tokio::test]
 async fn the_controller_records_validation_in_status() {
     let client = envtest::client().await.unwrap();
@@ -425,7 +405,7 @@ async fn the_controller_records_validation_in_status() {
         .await
         .unwrap();
 
-    let fine = wait_for("fine to be accepted", async || {
+    let fine = envtest::eventually("fine to be accepted", WAIT, || async {
         let ws = api.get("fine").await.ok()?;
         accepted(&ws).is_some().then_some(ws)
     })
@@ -445,7 +425,7 @@ async fn the_controller_records_validation_in_status() {
         st.phase
     );
 
-    let too_long = wait_for("too-long to be judged", async || {
+    let too_long = envtest::eventually("too-long to be judged", WAIT, || async {
         let ws = api.get("too-long").await.ok()?;
         accepted(&ws).is_some().then_some(ws)
     })
@@ -466,7 +446,7 @@ async fn the_controller_records_validation_in_status() {
     );
 
     let events: Api<Event> = Api::namespaced(client.clone(), &ns.name);
-    let warning = wait_for("a Warning event", async || {
+    let warning = envtest::eventually("a Warning event", WAIT, || async {
         let list = events
             .list(&ListParams::default().fields("involvedObject.name=too-long"))
             .await
@@ -492,7 +472,7 @@ async fn the_controller_records_validation_in_status() {
     )
     .await
     .unwrap();
-    let fixed = wait_for("too-long to be accepted", async || {
+    let fixed = envtest::eventually("too-long to be accepted", WAIT, || async {
         let ws = api.get("too-long").await.ok()?;
         let (status, ..) = accepted(&ws)?;
         (status == "True").then_some(ws)
@@ -502,7 +482,7 @@ async fn the_controller_records_validation_in_status() {
     assert_eq!(fixed.status.as_ref().unwrap().observed_generation, Some(2));
 
     // Steady state: once every session is ready, nothing more is written.
-    wait_for("fine to be Ready", async || {
+    envtest::eventually("fine to be Ready", WAIT, || async {
         let ws = api.get("fine").await.ok()?;
         (ws.status?.phase == Some(WorkshopPhase::Ready)).then_some(())
     })

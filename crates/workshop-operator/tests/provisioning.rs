@@ -26,18 +26,10 @@ fn deploy_dir() -> PathBuf {
 }
 
 async fn install_crds(client: &Client) {
-    let yaml =
-        std::fs::read_to_string(deploy_dir().join("crds/workshops.orchestra.io.yaml")).unwrap();
-    envtest::manifest::apply_yaml(client, &yaml, "default", MANAGER)
+    let names = envtest::manifest::install_crd_dir(client, &deploy_dir().join("crds"))
         .await
         .unwrap();
-    envtest::manifest::wait_crds_established(
-        client,
-        &["workshops.orchestra.io".into()],
-        Duration::from_secs(30),
-    )
-    .await
-    .unwrap();
+    assert_eq!(names, ["workshops.orchestra.io"]);
 }
 
 /// The operator, watching only `ns`, until the returned token is cancelled. Its client counts
