@@ -65,7 +65,9 @@ fn reconcile_histogram() -> Histogram {
 }
 
 struct Inner {
-    registry: Registry,
+    // Behind a lock so an operator can add its own metrics once the runtime
+    // has created the registry (see `Metrics::register`).
+    registry: std::sync::Mutex<Registry>,
     reconciles: Family<ControllerLabels, Counter>,
     errors: Family<ErrorLabels, Counter>,
     durations: Family<ControllerLabels, Histogram, fn() -> Histogram>,
@@ -128,7 +130,7 @@ impl Metrics {
         register(&mut registry);
         Metrics {
             inner: Arc::new(Inner {
-                registry,
+                registry: std::sync::Mutex::new(registry),
                 reconciles,
                 errors,
                 durations,
@@ -203,10 +205,29 @@ impl Metrics {
         }
     }
 
+    /// Adds an operator's own metric (served with the `operator_` prefix).
+    /// Metric handles are cheap clones: keep one and update it from the
+    /// reconciler.
+    pub fn register(
+        &self,
+        name: &str,
+        help: &str,
+        metric: impl prometheus_client::registry::Metric,
+    ) {
+        self.registry().register(name, help, metric);
+    }
+
+    fn registry(&self) -> std::sync::MutexGuard<'_, Registry> {
+        self.inner
+            .registry
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     /// All metrics in the OpenMetrics text format (see [`CONTENT_TYPE`]).
     pub fn encode(&self) -> String {
         let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.inner.registry)
+        prometheus_client::encoding::text::encode(&mut out, &self.registry())
             .expect("encoding into a String cannot fail");
         out
     }
@@ -397,6 +418,28 @@ mod tests {
             .uri(uri)
             .body(Body::empty())
             .unwrap()
+    }
+
+    #[test]
+    fn operators_register_their_own_metrics_after_start() {
+        let metrics = Metrics::new();
+        let workshops =
+            Family::<ControllerLabels, prometheus_client::metrics::gauge::Gauge>::default();
+        metrics.register("workshops", "Workshops by phase", workshops.clone());
+        workshops
+            .get_or_create(&ControllerLabels {
+                controller: "Ready".into(),
+            })
+            .set(3);
+        let text = metrics.encode();
+        assert!(
+            text.contains("operator_workshops{controller=\"Ready\"} 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# HELP operator_workshops Workshops by phase."),
+            "{text}"
+        );
     }
 
     #[test]
