@@ -20,6 +20,7 @@ use crate::crd::{
     DevServerFlavorSpec, DevServerMode, DevServerSpec, DevServerUserSpec, HOME_PATH,
     MAX_USERNAME_LEN, MAX_VOLUMES, SHARED_PATH, VolumeMount,
 };
+pub use operator_core::names::{is_dns_label, is_dns_subdomain};
 
 /// The longest `timeToLive` a DevServer may have.
 pub const MAX_TIME_TO_LIVE: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -496,22 +497,6 @@ fn check_authorized_keys(p: &mut Problems, field: &str, text: &str) {
     if keys == 0 && !text.trim().is_empty() && p.0.iter().all(|x| x.field != field) {
         p.add(field, "contains no key");
     }
-}
-
-/// RFC 1123 DNS label: at most 63 lower-case alphanumerics or `-`, starting
-/// and ending alphanumeric.
-pub fn is_dns_label(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !s.starts_with('-')
-        && !s.ends_with('-')
-}
-
-/// RFC 1123 DNS subdomain: dot-separated DNS labels, at most 253 characters.
-pub fn is_dns_subdomain(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 253 && s.split('.').all(is_dns_label)
 }
 
 /// A label key or resource name: `[prefix/]name`, the prefix a DNS

@@ -67,7 +67,11 @@ pub async fn run(rt: Runtime) -> anyhow::Result<()> {
         events: rt.events.clone(),
     });
     let workspaces = operator_core::controller::run(
-        guarded_controller(api(&rt), watcher::Config::default(), rt.args.concurrency),
+        guarded_controller(
+            operator_core::controller::scoped_api(&rt.client, rt.args.watch_namespace.as_deref()),
+            watcher::Config::default(),
+            rt.args.concurrency,
+        ),
         "workspace",
         rt.metrics.clone(),
         ctx.clone(),
@@ -75,7 +79,11 @@ pub async fn run(rt: Runtime) -> anyhow::Result<()> {
         rt.shutdown_signal(),
     );
     let snapshots = operator_core::controller::run(
-        guarded_controller(api(&rt), watcher::Config::default(), rt.args.concurrency),
+        guarded_controller(
+            operator_core::controller::scoped_api(&rt.client, rt.args.watch_namespace.as_deref()),
+            watcher::Config::default(),
+            rt.args.concurrency,
+        ),
         "snapshot",
         rt.metrics.clone(),
         ctx,
@@ -84,16 +92,6 @@ pub async fn run(rt: Runtime) -> anyhow::Result<()> {
     );
     futures::join!(workspaces, snapshots);
     Ok(())
-}
-
-fn api<K>(rt: &Runtime) -> Api<DeserializeGuard<K>>
-where
-    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>,
-{
-    match &rt.args.watch_namespace {
-        Some(ns) => Api::namespaced(rt.client.clone(), ns),
-        None => Api::all(rt.client.clone()),
-    }
 }
 
 /// Validates a Workspace and records the outcome in its status.

@@ -21,6 +21,7 @@ use crate::crd::{
     Compression, CompressionType, MAX_TAG_LEN, MAX_TAGS, MAX_WORKSPACE_NAME_LEN, QuiesceMode,
     Snapshot, SnapshotSpec, SnapshotTemplate, Workspace, WorkspaceSpec,
 };
+pub use operator_core::names::{is_dns_label, is_dns_subdomain};
 
 /// The `--compress` levels of `jvs snapshot`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -419,22 +420,6 @@ pub fn is_jvs_name(s: &str) -> bool {
 /// A name `jvs worktree create` accepts for a new worktree.
 pub fn is_worktree_name(s: &str) -> bool {
     is_jvs_name(s) && s.len() <= 128 && s != "main" && !s.contains("..")
-}
-
-/// A DNS-1123 label.
-pub fn is_dns_label(s: &str) -> bool {
-    let b = s.as_bytes();
-    !b.is_empty()
-        && b.len() <= 63
-        && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
-        && b[0] != b'-'
-        && b[b.len() - 1] != b'-'
-}
-
-/// A DNS-1123 subdomain.
-pub fn is_dns_subdomain(s: &str) -> bool {
-    s.len() <= 253 && s.split('.').all(is_dns_label)
 }
 
 fn is_secret_key(s: &str) -> bool {

@@ -70,7 +70,10 @@ pub async fn run(rt: Runtime) -> anyhow::Result<()> {
     let concurrency = rt.args.concurrency;
     let vms = operator_core::controller::run(
         guarded_controller(
-            api::<VirtualMachine>(&rt),
+            operator_core::controller::scoped_api::<DeserializeGuard<VirtualMachine>>(
+                &rt.client,
+                rt.args.watch_namespace.as_deref(),
+            ),
             watcher::Config::default(),
             concurrency,
         ),
@@ -82,7 +85,10 @@ pub async fn run(rt: Runtime) -> anyhow::Result<()> {
     );
     let migrations = operator_core::controller::run(
         guarded_controller(
-            api::<VirtualMachineMigration>(&rt),
+            operator_core::controller::scoped_api::<DeserializeGuard<VirtualMachineMigration>>(
+                &rt.client,
+                rt.args.watch_namespace.as_deref(),
+            ),
             watcher::Config::default(),
             concurrency,
         ),
@@ -94,16 +100,6 @@ pub async fn run(rt: Runtime) -> anyhow::Result<()> {
     );
     futures::join!(vms, migrations);
     Ok(())
-}
-
-fn api<K>(rt: &Runtime) -> Api<DeserializeGuard<K>>
-where
-    K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>,
-{
-    match &rt.args.watch_namespace {
-        Some(ns) => Api::namespaced(rt.client.clone(), ns),
-        None => Api::all(rt.client.clone()),
-    }
 }
 
 /// Reconciles one VirtualMachine.

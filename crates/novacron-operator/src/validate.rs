@@ -21,6 +21,7 @@ use crate::crd::{
     IpConfig, IpMethod, LifecycleHandler, Network, NetworkType, PullPolicy, UpdateStrategyType,
     VirtualMachineMigrationSpec, VirtualMachineSpec, VmImage, VmResources, VmSpec,
 };
+pub use operator_core::names::{is_dns_label, is_dns_subdomain};
 
 /// `512Mi`, the least memory a VM may have.
 pub const MIN_MEMORY_BYTES: u64 = 512 * 1024 * 1024;
@@ -860,23 +861,6 @@ fn validate_update_strategy(spec: &VirtualMachineSpec, errors: &mut Vec<SpecErro
             });
         }
     }
-}
-
-/// RFC 1123 label: at most 63 lowercase alphanumerics and '-', starting and
-/// ending alphanumeric.
-pub fn is_dns_label(s: &str) -> bool {
-    let b = s.as_bytes();
-    !b.is_empty()
-        && b.len() <= 63
-        && b[0].is_ascii_alphanumeric()
-        && b[b.len() - 1].is_ascii_alphanumeric()
-        && b.iter()
-            .all(|c| c.is_ascii_digit() || c.is_ascii_lowercase() || *c == b'-')
-}
-
-/// RFC 1123 subdomain: dot-separated labels, at most 253 characters.
-pub fn is_dns_subdomain(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 253 && s.split('.').all(is_dns_label)
 }
 
 /// A label key: an optional DNS subdomain prefix and `/`, then a name of at

@@ -3,6 +3,7 @@
 
 pub mod apply;
 pub mod builders;
+pub mod cel;
 pub mod cli;
 pub mod conditions;
 pub mod controller;
@@ -14,6 +15,7 @@ pub mod http;
 pub mod labels;
 pub mod leader;
 pub mod metrics;
+pub mod names;
 pub mod quantity;
 pub mod runtime;
 pub mod status;

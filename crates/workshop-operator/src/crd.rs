@@ -14,7 +14,11 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::core::{Message, Rule};
 use kube::{CustomResource, CustomResourceExt, KubeSchema};
-use operator_core::duration::{DURATION_PATTERN, format_duration};
+use operator_core::cel::{
+    max_duration as max_duration_rule, positive_duration as positive_duration_rule,
+    positive_quantity as positive_quantity_rule,
+};
+use operator_core::duration::DURATION_PATTERN;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -480,39 +484,9 @@ pub(crate) fn duration_format_rule() -> Rule {
         .message("must be a duration like 4h, 90m or 1d2h30m15s: numbers followed by d, h, m or s, in that order, without spaces")
 }
 
-/// CEL: at least one non-zero digit, i.e. a well-formed duration greater than zero.
-pub(crate) fn positive_duration_rule() -> Rule {
-    Rule::new("self.matches('[1-9]')").message("must be greater than zero")
-}
-
-/// CEL: the duration, summed in seconds, is at most `max`. Runs of ten or more digits are
-/// rejected before summing, so the arithmetic cannot overflow.
-pub(crate) fn max_duration_rule(max: Duration) -> Rule {
-    let part = |unit: char, seconds: u64| {
-        format!(
-            "(self.find('[0-9]+{unit}') == '' ? 0 : int(self.find('[0-9]+{unit}').replace('{unit}', '')) * {seconds})"
-        )
-    };
-    let sum = [part('d', DAY), part('h', 3600), part('m', 60), part('s', 1)].join(" + ");
-    Rule::new(format!(
-        "!self.matches('[0-9]{{10}}') && {sum} <= {}",
-        max.as_secs()
-    ))
-    .message(Message::Message(format!(
-        "must be at most {}",
-        format_duration(max)
-    )))
-}
-
 /// CEL: a Kubernetes quantity.
 pub(crate) fn quantity_rule() -> Rule {
     Rule::new("isQuantity(self)").message("must be a quantity such as 500m, 2 or 4Gi")
-}
-
-/// CEL: a quantity greater than zero (malformed ones are reported by [`quantity_rule`]).
-pub(crate) fn positive_quantity_rule() -> Rule {
-    Rule::new("!isQuantity(self) || quantity(self).isGreaterThan(quantity('0'))")
-        .message("must be greater than zero")
 }
 
 /// CEL: empty, or a lower-case DNS subdomain.

@@ -17,6 +17,7 @@ use crate::crd::{
     MAX_NAME_LEN, MAX_NAME_PLUS_ID_LEN, MAX_PARTICIPANT_ID_LEN, MAX_PARTICIPANTS, MAX_PREWARM,
     MAX_RETENTION, MAX_TOTAL_DURATION, Workshop, WorkshopSpec,
 };
+pub use operator_core::names::{is_dns_label, is_dns_subdomain};
 
 /// A participant after validation: either named in `participantList` or generated (`user<N>`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -366,26 +367,10 @@ fn optional_dns_subdomain(
     }
 }
 
-/// A DNS-1123 label: `[a-z0-9]([-a-z0-9]*[a-z0-9])?`, at most 63 characters.
-pub fn is_dns_label(s: &str) -> bool {
-    let b = s.as_bytes();
-    !b.is_empty()
-        && b.len() <= 63
-        && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
-        && b[0] != b'-'
-        && b[b.len() - 1] != b'-'
-}
-
 /// A DNS-1035 label: a DNS-1123 label starting with a letter ([`DNS_1035_LABEL_PATTERN`]).
 pub fn is_dns_1035_label(s: &str) -> bool {
     debug_assert!(DNS_1035_LABEL_PATTERN.starts_with("^[a-z]"));
     is_dns_label(s) && s.as_bytes()[0].is_ascii_lowercase()
-}
-
-/// A DNS-1123 subdomain: dot-separated labels, at most 253 characters.
-pub fn is_dns_subdomain(s: &str) -> bool {
-    s.len() <= 253 && s.split('.').all(is_dns_label)
 }
 
 fn is_email(s: &str) -> bool {

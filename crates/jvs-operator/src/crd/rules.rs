@@ -2,14 +2,11 @@
 //
 // Candidates for operator-core: the workshop operator builds the same duration and quantity rules.
 
-use std::time::Duration;
-
 use kube::core::{Message, Rule};
-use operator_core::duration::{DURATION_PATTERN, format_duration};
+pub(crate) use operator_core::cel::{max_duration, positive_duration, positive_quantity};
+use operator_core::duration::DURATION_PATTERN;
 
 use super::{DNS_SUBDOMAIN_PATTERN, JVS_NAME_PATTERN};
-
-const DAY: u64 = 24 * 3600;
 
 /// The whole string follows the duration grammar (`1d2h30m15s`).
 pub(crate) fn duration_format() -> Rule {
@@ -18,39 +15,9 @@ pub(crate) fn duration_format() -> Rule {
     )
 }
 
-/// At least one non-zero digit: a well-formed duration greater than zero.
-pub(crate) fn positive_duration() -> Rule {
-    Rule::new("self.matches('[1-9]')").message("must be greater than zero")
-}
-
-/// The duration, summed in seconds, is at most `max`. Runs of ten or more digits are rejected
-/// before summing, so the arithmetic cannot overflow.
-pub(crate) fn max_duration(max: Duration) -> Rule {
-    let part = |unit: char, seconds: u64| {
-        format!(
-            "(self.find('[0-9]+{unit}') == '' ? 0 : int(self.find('[0-9]+{unit}').replace('{unit}', '')) * {seconds})"
-        )
-    };
-    let sum = [part('d', DAY), part('h', 3600), part('m', 60), part('s', 1)].join(" + ");
-    Rule::new(format!(
-        "!self.matches('[0-9]{{10}}') && {sum} <= {}",
-        max.as_secs()
-    ))
-    .message(Message::Message(format!(
-        "must be at most {}",
-        format_duration(max)
-    )))
-}
-
 /// A Kubernetes quantity.
 pub(crate) fn quantity() -> Rule {
     Rule::new("isQuantity(self)").message("must be a quantity such as 10Gi or 500Mi")
-}
-
-/// A quantity greater than zero (malformed ones are reported by [`quantity`]).
-pub(crate) fn positive_quantity() -> Rule {
-    Rule::new("!isQuantity(self) || quantity(self).isGreaterThan(quantity('0'))")
-        .message("must be greater than zero")
 }
 
 /// A name `jvs` accepts for tags and worktrees.
