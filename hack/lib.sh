@@ -17,3 +17,27 @@ control_plane() {
   export ENVTEST_BIN_DIR
   export PATH="$ENVTEST_BIN_DIR:$PATH"   # kubectl of the same version
 }
+
+# Debian packages the tests use for real tools: QEMU (novacron launcher),
+# OpenSSH (devserver SSH), buildah/skopeo/docker-registry (images), genisoimage
+# (cloud-init seeds). Installed with apt-get when a command is missing.
+TEST_PACKAGES=(qemu-system-x86:qemu-system-x86_64 qemu-utils:qemu-img openssh-server:sshd
+  openssh-client:ssh buildah:buildah skopeo:skopeo docker-registry:docker-registry
+  genisoimage:genisoimage)
+require_packages() {
+  local missing=() entry
+  for entry in "${TEST_PACKAGES[@]}"; do
+    command -v "${entry#*:}" >/dev/null || [ -x "/usr/sbin/${entry#*:}" ] || missing+=("${entry%%:*}")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  local sudo=""
+  if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null || die "missing Debian packages: ${missing[*]} (install them with apt-get as root)"
+    sudo=sudo
+  fi
+  command -v apt-get >/dev/null || die "missing packages: ${missing[*]} (no apt-get here: install them with your package manager)"
+  say "installing Debian packages: ${missing[*]}"
+  $sudo apt-get update -qq >/dev/null || die "apt-get update failed"
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
+    || die "apt-get install ${missing[*]} failed"
+}

@@ -4,6 +4,8 @@
 # Extra arguments go to `cargo test` (e.g. `hack/test.sh -p operator-core`).
 source "$(dirname "$0")/lib.sh"
 require_toolchains
+say "tools the tests run for real (QEMU, OpenSSH, buildah, skopeo, registry)"
+require_packages
 say "control plane (etcd, kube-apiserver, controller-manager, scheduler, KWOK)"
 control_plane
 cd "$ROOT"
