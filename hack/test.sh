@@ -8,6 +8,9 @@ say "tools the tests run for real (QEMU, OpenSSH, buildah, skopeo, registry)"
 require_packages
 say "control plane (etcd, kube-apiserver, controller-manager, scheduler, KWOK)"
 control_plane
+say "helm (for the chart tests)"
+HELM=$("$ROOT/hack/helm.sh")
+export HELM
 cd "$ROOT"
 if [ $# -eq 0 ]; then set -- --workspace --no-fail-fast; fi
 say "cargo test $*"
