@@ -24,6 +24,10 @@ pub struct ClusterOptions {
     pub start_timeout: Duration,
     /// Keep the temporary directory (logs, certificates) after stopping.
     pub keep_dir: bool,
+    /// StorageClasses to create besides the default `kwok-volume`, whose
+    /// claims KWOK provisions and binds the same way (e.g. `fast-ssd` for
+    /// manifests that name a class).
+    pub storage_classes: Vec<String>,
 }
 
 impl Default for ClusterOptions {
@@ -32,6 +36,7 @@ impl Default for ClusterOptions {
             nodes: FakeNode::defaults(),
             start_timeout: Duration::from_secs(120),
             keep_dir: std::env::var("ENVTEST_KEEP").is_ok_and(|v| v == "1" || v == "true"),
+            storage_classes: Vec::new(),
         }
     }
 }
@@ -303,7 +308,8 @@ async fn start_components(
             format!("--service-account-signing-key-file={sa_key}"),
             s("--service-account-issuer=https://kubernetes.default.svc.cluster.local"),
             s("--authorization-mode=Node,RBAC"),
-            s("--service-cluster-ip-range=10.0.0.0/24"),
+            // Room for thousands of Services: the scale benchmarks create two per object.
+            s("--service-cluster-ip-range=10.0.0.0/16"),
             s("--allow-privileged=true"),
             format!("--cert-dir={}", dir.join("apiserver-certs").display()),
             s("--v=1"),
@@ -342,7 +348,7 @@ async fn start_components(
             s("--bind-address=127.0.0.1"),
             format!("--secure-port={kcm}"),
             format!("--cert-dir={}", dir.join("kcm-certs").display()),
-            s("--service-cluster-ip-range=10.0.0.0/24"),
+            s("--service-cluster-ip-range=10.0.0.0/16"),
             s("--v=1"),
         ],
         dir,
@@ -362,7 +368,7 @@ async fn start_components(
     )?);
 
     // KWOK: CRDs and stages first, then the controller that acts on them.
-    kwok::install_assets(&client, &bin.kwok_assets).await?;
+    kwok::install_assets(&client, &bin.kwok_assets, &options.storage_classes).await?;
     components.push(Component::start(
         "kwok",
         &bin.path("kwok"),

@@ -87,6 +87,20 @@ impl FakeNode {
         ]
     }
 
+    /// A tainted node with eight GPUs and room for the largest flavors (96
+    /// CPUs, 1 TiB), for demos whose manifests ask for that much.
+    pub fn large_gpu(name: &str) -> Self {
+        let mut node = FakeNode::new(name)
+            .label("topology.kubernetes.io/zone", "zone-b")
+            .label("nvidia.com/gpu.present", "true")
+            .label("nvidia.com/gpu.product", "NVIDIA-H100-80GB-HBM3")
+            .gpus(8)
+            .taint("nvidia.com/gpu", "present", "NoSchedule");
+        node.cpu = "96".into();
+        node.memory = "1Ti".into();
+        node
+    }
+
     /// The Node object, with capacity in its status (KWOK keeps it).
     pub fn to_node(&self) -> Node {
         let mut labels: BTreeMap<String, String> = [
@@ -119,8 +133,13 @@ impl FakeNode {
 }
 
 /// Applies KWOK's CRDs, waits for them, then its stock stages and the default
-/// StorageClass that the volume stages bind.
-pub async fn install_assets(client: &Client, assets: &Path) -> anyhow::Result<()> {
+/// StorageClass that the volume stages bind, plus `extra_classes`: more
+/// StorageClasses whose claims the volume stages provision and bind too.
+pub async fn install_assets(
+    client: &Client,
+    assets: &Path,
+    extra_classes: &[String],
+) -> anyhow::Result<()> {
     let mut crd_names = Vec::new();
     for file in sorted_yaml_files(&assets.join("crds"))? {
         for obj in manifest::apply_yaml(
@@ -136,15 +155,49 @@ pub async fn install_assets(client: &Client, assets: &Path) -> anyhow::Result<()
     }
     manifest::wait_crds_established(client, &crd_names, Duration::from_secs(30)).await?;
     for file in sorted_yaml_files(&assets.join("stages"))? {
-        manifest::apply_yaml(
-            client,
-            &std::fs::read_to_string(&file)?,
-            "default",
-            FIELD_MANAGER,
-        )
-        .await?;
+        let stage = volume_stage_for_classes(&std::fs::read_to_string(&file)?, extra_classes);
+        manifest::apply_yaml(client, &stage, "default", FIELD_MANAGER).await?;
+    }
+    for class in extra_classes {
+        let yaml = format!(
+            "apiVersion: storage.k8s.io/v1\nkind: StorageClass\nmetadata:\n  name: {class}\nprovisioner: {VOLUME_PROVISIONER}\nreclaimPolicy: Delete\nvolumeBindingMode: Immediate\n"
+        );
+        manifest::apply_yaml(client, &yaml, "default", FIELD_MANAGER).await?;
     }
     Ok(())
+}
+
+const VOLUME_PROVISIONER: &str = "kwok.x-k8s.io/volume";
+
+/// KWOK's volume stages select claims and volumes of the class `kwok-volume`
+/// only; widen the selector to `extra_classes` as well.
+fn volume_stage_for_classes(stage: &str, extra_classes: &[String]) -> String {
+    if extra_classes.is_empty() {
+        return stage.to_string();
+    }
+    let classes: Vec<String> = std::iter::once("kwok-volume".to_string())
+        .chain(extra_classes.iter().cloned())
+        .map(|c| format!("'{c}'"))
+        .collect();
+    stage.replace(
+        "self.spec.storageClassName == 'kwok-volume'",
+        &format!("self.spec.storageClassName in [{}]", classes.join(", ")),
+    )
+}
+
+#[cfg(test)]
+mod stage_tests {
+    use super::volume_stage_for_classes;
+
+    #[test]
+    fn extra_classes_widen_the_volume_stage_selectors() {
+        let stage = "expression: >-\n  self.spec.storageClassName == 'kwok-volume'\n";
+        assert_eq!(volume_stage_for_classes(stage, &[]), stage);
+        assert_eq!(
+            volume_stage_for_classes(stage, &["fast-ssd".into()]),
+            "expression: >-\n  self.spec.storageClassName in ['kwok-volume', 'fast-ssd']\n"
+        );
+    }
 }
 
 fn sorted_yaml_files(dir: &Path) -> anyhow::Result<Vec<std::path::PathBuf>> {

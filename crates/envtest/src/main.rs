@@ -2,6 +2,8 @@
 //! operator binaries against it and apply manifests, then keep everything
 //! running until Ctrl-C.
 
+mod readiness;
+
 use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand};
@@ -36,6 +38,18 @@ enum Command {
         /// Apply every YAML file of this directory into `default` after the operators start. Repeatable.
         #[arg(long)]
         apply: Vec<PathBuf>,
+        /// How long to wait for the applied objects to become ready before printing where they stand.
+        #[arg(long, default_value = "120s", value_parser = humantime::parse_duration)]
+        wait: std::time::Duration,
+        /// Add this many large GPU nodes (8 GPUs, 96 CPUs, 1 TiB each) to the default nodes.
+        #[arg(long, default_value_t = 0)]
+        large_gpu_nodes: u32,
+        /// Also create this StorageClass, provisioned by KWOK like the default one. Repeatable.
+        #[arg(long = "storage-class")]
+        storage_classes: Vec<String>,
+        /// Extra lines to print under "try" once everything is up. Repeatable.
+        #[arg(long)]
+        hint: Vec<String>,
     },
 }
 
@@ -45,9 +59,22 @@ fn main() -> anyhow::Result<()> {
         install,
         run,
         apply,
+        wait,
+        hint,
+        storage_classes,
+        large_gpu_nodes,
     } = Cli::parse().command;
+    let mut nodes = envtest::kwok::FakeNode::defaults();
+    nodes.extend(
+        (0..large_gpu_nodes)
+            .map(|i| envtest::kwok::FakeNode::large_gpu(&format!("kwok-gpu-large-{i}"))),
+    );
     eprintln!("starting etcd, kube-apiserver, kube-controller-manager, kube-scheduler and KWOK...");
-    let cluster = envtest::Cluster::start(envtest::ClusterOptions::default())?;
+    let cluster = envtest::Cluster::start(envtest::ClusterOptions {
+        nodes,
+        storage_classes,
+        ..Default::default()
+    })?;
     let info = cluster.info().clone();
     let kubeconfig = match kubeconfig {
         Some(path) => {
@@ -67,7 +94,11 @@ fn main() -> anyhow::Result<()> {
 
     let mut installed_groups = std::collections::BTreeSet::new();
     for dir in &install {
-        let names = rt.block_on(apply_dir(&client, dir, &Filter::All))?;
+        let names: Vec<String> = rt
+            .block_on(apply_dir(&client, dir, &Filter::All))?
+            .into_iter()
+            .map(|o| o.metadata.name.unwrap_or_default())
+            .collect();
         installed_groups.extend(
             names
                 .iter()
@@ -105,15 +136,48 @@ fn main() -> anyhow::Result<()> {
         );
         operators.push(component);
     }
-    // Samples: the operators' own kinds and namespaced objects; cluster
-    // infrastructure (a second default StorageClass, PersistentVolumes for
-    // a cloud CSI driver) would change the demo cluster itself.
-    let filter = Filter::SamplesFor(installed_groups);
+    // Samples: the operators' own kinds, namespaced objects and the
+    // PersistentVolumes they bind to; StorageClasses (a cloud provisioner,
+    // a second default) would change how the demo cluster itself works.
+    let filter = Filter::SamplesFor(installed_groups.clone());
+    let mut applied = Vec::new();
     for dir in &apply {
-        let names = rt.block_on(apply_dir(&client, dir, &filter))?;
+        let objects = rt.block_on(apply_dir(&client, dir, &filter))?;
+        let names: Vec<String> = objects
+            .iter()
+            .map(|o| o.metadata.name.clone().unwrap_or_default())
+            .collect();
         eprintln!("applied {} from {}", names.join(", "), dir.display());
+        applied.extend(objects);
     }
+    // The operators' own objects: wait until they are up (or the time is
+    // over) and show where each stands.
+    applied.retain(|o| {
+        o.types.as_ref().is_some_and(|t| {
+            installed_groups.contains(t.api_version.split('/').next().unwrap_or(""))
+        })
+    });
+    let standings = if applied.is_empty() {
+        Vec::new()
+    } else {
+        eprintln!(
+            "waiting up to {} for {} objects to become ready...",
+            humantime::format_duration(wait),
+            applied.len()
+        );
+        rt.block_on(readiness::wait_until_up(&client, &applied, wait))?
+    };
 
+    // Listen for Ctrl-C (and SIGTERM) before saying it stops us: a signal
+    // that arrives before the first poll of a lazily installed handler
+    // would kill the process with the cluster still running.
+    let (mut interrupt, mut terminate) = rt.block_on(async {
+        use tokio::signal::unix::{SignalKind, signal};
+        anyhow::Ok((
+            signal(SignalKind::interrupt())?,
+            signal(SignalKind::terminate())?,
+        ))
+    })?;
     let nodes = rt.block_on(Api::<Node>::all(client.clone()).list(&ListParams::default()))?;
     println!();
     println!(
@@ -148,11 +212,21 @@ fn main() -> anyhow::Result<()> {
             get("nvidia.com/gpu")
         );
     }
+    if !standings.is_empty() {
+        println!();
+        let ready = standings.iter().filter(|s| s.ready).count();
+        println!("{ready} of {} objects ready:", standings.len());
+        print!("{}", readiness::table(&standings));
+    }
     println!();
+    println!("try:");
     println!("  export KUBECONFIG={}", kubeconfig.display());
     println!("  kubectl get nodes");
     if !install.is_empty() {
         println!("  kubectl get crds");
+    }
+    for line in &hint {
+        println!("  {line}");
     }
     println!();
     println!("component logs: {}", log_dir.display());
@@ -160,7 +234,8 @@ fn main() -> anyhow::Result<()> {
     rt.block_on(async {
         loop {
             tokio::select! {
-                _ = tokio::signal::ctrl_c() => break,
+                _ = interrupt.recv() => break,
+                _ = terminate.recv() => break,
                 _ = tokio::time::sleep(std::time::Duration::from_secs(2)) => {
                     for op in operators.iter_mut() {
                         if let Err(e) = op.check_alive() {
@@ -183,7 +258,8 @@ fn main() -> anyhow::Result<()> {
 /// Which documents of a directory to apply.
 enum Filter {
     All,
-    /// Objects of these API groups, and namespaced objects of any group.
+    /// Objects of these API groups, PersistentVolumes, and namespaced
+    /// objects of any group.
     SamplesFor(std::collections::BTreeSet<String>),
 }
 
@@ -199,7 +275,7 @@ async fn wanted(
         return Ok(false);
     };
     let gvk = kube::api::GroupVersionKind::try_from(types)?;
-    if groups.contains(&gvk.group) {
+    if groups.contains(&gvk.group) || (gvk.group.is_empty() && gvk.kind == "PersistentVolume") {
         return Ok(true);
     }
     let (_, caps) = kube::discovery::pinned_kind(client, &gvk).await?;
@@ -208,12 +284,12 @@ async fn wanted(
 
 /// Applies the `.yaml` files of `dir` (sorted), each with its own field
 /// manager so files that complete one object merge instead of replacing
-/// each other; returns the object names.
+/// each other; returns the objects as applied.
 async fn apply_dir(
     client: &kube::Client,
     dir: &Path,
     filter: &Filter,
-) -> anyhow::Result<Vec<String>> {
+) -> anyhow::Result<Vec<kube::api::DynamicObject>> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| anyhow::anyhow!("reading {}: {e}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -240,10 +316,12 @@ async fn apply_dir(
                 );
                 continue;
             }
-            let applied = envtest::manifest::apply_object(client, obj, "default", &manager)
+            let types = obj.types.clone();
+            let mut applied = envtest::manifest::apply_object(client, obj, "default", &manager)
                 .await
                 .map_err(|e| anyhow::anyhow!("{}: {e:#}", file.display()))?;
-            names.push(applied.metadata.name.unwrap_or_default());
+            applied.types = applied.types.or(types);
+            names.push(applied);
         }
     }
     Ok(names)
