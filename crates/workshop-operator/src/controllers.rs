@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Secret, Service};
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::Client;
 use kube::api::Api;
@@ -19,6 +19,7 @@ use operator_core::controller::{guarded_controller, owned_children, scoped_api};
 use operator_core::events::Events;
 
 use crate::crd::Workshop;
+use crate::metrics::WorkshopMetrics;
 use crate::reconcile::reconcile;
 
 pub use crate::reconcile::Error;
@@ -34,6 +35,7 @@ pub const ACCEPTED: &str = "Accepted";
 pub struct Context {
     pub client: Client,
     pub events: Events,
+    pub metrics: WorkshopMetrics,
 }
 
 /// Runs every controller of the operator until shutdown.
@@ -46,10 +48,14 @@ pub async fn run(rt: Runtime) -> anyhow::Result<()> {
         .owns_stream(owned_children::<Service>(c, ns))
         .owns_stream(owned_children::<Ingress>(c, ns))
         .owns_stream(owned_children::<Secret>(c, ns))
+        .owns_stream(owned_children::<ConfigMap>(c, ns))
         .owns_stream(owned_children::<PersistentVolumeClaim>(c, ns));
+    let metrics = WorkshopMetrics::default();
+    metrics.register(&rt.metrics, controller.store());
     let ctx = Arc::new(Context {
         client: rt.client.clone(),
         events: rt.events.clone(),
+        metrics,
     });
     operator_core::controller::run(
         controller,

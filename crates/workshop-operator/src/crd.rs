@@ -208,9 +208,16 @@ impl Default for WorkshopResources {
 }
 
 /// The persistent home volume of each participant (a PersistentVolumeClaim mounted at the RStudio
-/// user's home directory).
+/// user's home directory). Existing volumes can grow (when their StorageClass allows expansion)
+/// but never shrink or change class: Kubernetes cannot do either to a claim in use.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("!isQuantity(self.size) || !isQuantity(oldSelf.size) || quantity(self.size).compareTo(quantity(oldSelf.size)) >= 0")
+        .message("storage.size cannot shrink: the participants' home volumes already have the old size (volumes can only grow)"),
+    validation = Rule::new("(has(self.storageClass) ? self.storageClass : '') == (has(oldSelf.storageClass) ? oldSelf.storageClass : '')")
+        .message("storage.storageClass cannot change: the participants' home volumes already exist in the old class"),
+)]
 pub struct WorkshopStorage {
     /// Size of each participant's volume, e.g. 10Gi.
     #[serde(default = "default_storage_size")]
@@ -582,6 +589,7 @@ mod tests {
             "<= 2592000",
             "self.participants == size(self.participantList)",
             "routing Host needs ingress.host",
+            "quantity(self.size).compareTo(quantity(oldSelf.size)) >= 0",
         ] {
             assert!(crd.contains(needle), "missing {needle}");
         }

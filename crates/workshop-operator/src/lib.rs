@@ -3,6 +3,7 @@
 pub mod build;
 pub mod controllers;
 pub mod crd;
+pub mod metrics;
 pub mod reconcile;
 pub mod validate;
 

@@ -10,7 +10,8 @@
 //! - **Active**: every participant has a session; phase Creating until every participant's pod is
 //!   Ready, then Ready (Running once `startTime` has passed). A Warning event `ExpiringSoon`
 //!   `expiryWarning` before the end.
-//! - **Expired** (after `expiresAt`): sessions (Deployments, Services, Ingress) removed; the
+//! - **Expired** (after `expiresAt`): sessions (Deployments, Services, Ingress, path proxy
+//!   configuration) removed; the
 //!   credentials and home volumes are kept for `retention.afterExpiry`; phase Expired.
 //! - **Removed** (after `expiresAt + retention.afterExpiry`): the operator deletes the Workshop,
 //!   and garbage collection everything it owns.
@@ -24,7 +25,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{Api, DeleteParams, ListParams};
 use kube::core::DeserializeGuard;
@@ -32,7 +33,7 @@ use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 use operator_core::apply::{Applier, ApplyError, OWNER_UID_LABEL};
 use operator_core::conditions::{
-    ConditionUpdate, PROGRESSING, READY, find, from_k8s_time, set_condition, to_k8s_time,
+    ConditionUpdate, DEGRADED, PROGRESSING, READY, find, from_k8s_time, set_condition, to_k8s_time,
 };
 use operator_core::controller::{ReconcileError, kube_error_reason};
 use operator_core::status::apply_status;
@@ -160,11 +161,25 @@ impl Timeline {
     }
 }
 
-/// What the reconciler saw of one participant's session.
+/// What the reconciler saw of the children.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Observed {
     /// Participant ids whose session Deployment has a Ready, up-to-date pod.
     pub ready: BTreeSet<String>,
+    /// Home volumes the API server refused to update (e.g. a resize the StorageClass does not
+    /// allow), with its message: reported as the Degraded condition, not retried in a loop.
+    pub volume_problems: Vec<String>,
+}
+
+/// Progressing reasons once every session has been ready at least once: later Creating
+/// phases (a participant added, an image rolled out) are updates, not the first provisioning.
+const PROVISIONED_REASONS: [&str; 2] = ["Provisioned", "Updating"];
+
+/// Whether `status` says every session has been ready at least once.
+pub fn was_provisioned(status: Option<&WorkshopStatus>) -> bool {
+    status
+        .and_then(|s| find(&s.conditions, PROGRESSING))
+        .is_some_and(|c| PROVISIONED_REASONS.contains(&c.reason.as_str()))
 }
 
 /// Whether a Deployment (as returned by the API server) has an up-to-date Ready pod.
@@ -250,7 +265,11 @@ pub fn desired_status(
             ),
             ConditionUpdate::true_(
                 PROGRESSING,
-                "Provisioning",
+                if was_provisioned(ws.status.as_ref()) {
+                    "Updating"
+                } else {
+                    "Provisioning"
+                },
                 format!("{ready}/{total} sessions ready"),
             ),
         ),
@@ -270,10 +289,20 @@ pub fn desired_status(
         ),
     };
     status.phase = Some(phase);
+    let degraded = if observed.volume_problems.is_empty() {
+        ConditionUpdate::false_(DEGRADED, "AsExpected", "Every home volume is as specified")
+    } else {
+        ConditionUpdate::true_(
+            DEGRADED,
+            "HomeVolumeNotUpdated",
+            observed.volume_problems.join("; "),
+        )
+    };
     for c in [
         ConditionUpdate::true_(ACCEPTED, "Valid", "The spec is valid"),
         ready_cond,
         progressing,
+        degraded,
     ] {
         set_condition(
             &mut status.conditions,
@@ -329,13 +358,14 @@ pub async fn reconcile(
             return Ok(Action::await_change());
         }
     };
-    if ws.meta().deletion_timestamp.is_some() {
-        // Garbage collection removes the children.
-        return Ok(Action::await_change());
-    }
     let ns = ws.namespace().ok_or(Error::MissingNamespace)?;
     let api: Api<Workshop> = Api::namespaced(ctx.client.clone(), &ns);
     let now = Utc::now();
+    if ws.meta().deletion_timestamp.is_some() {
+        // Garbage collection removes the children; the phase says so while it does (the
+        // Workshop stays visible while finalizers, e.g. foreground deletion, hold it).
+        return terminating(ws, &api, &ctx, now).await;
+    }
 
     // Validate.
     let valid = match validate::validate(ws) {
@@ -410,10 +440,29 @@ pub async fn reconcile(
     for s in desired.secrets {
         applier.apply(s).await?;
     }
-    for pvc in desired.pvcs {
-        applier.apply(pvc).await?;
-    }
     let mut observed = Observed::default();
+    for pvc in desired.pvcs {
+        let name = pvc.name_any();
+        match applier.apply(pvc).await {
+            Ok(_) => {}
+            // Refused by the API server (a resize the StorageClass does not support, a quota):
+            // retrying cannot help until something changes, so report it in the status.
+            Err(ApplyError::Apply {
+                source: kube::Error::Api(e),
+                ..
+            }) if matches!(e.code, 403 | 422) => {
+                observed
+                    .volume_problems
+                    .push(format!("{name}: {}", e.message));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let mut keep_config_maps = BTreeSet::new();
+    for c in desired.config_maps {
+        keep_config_maps.insert(c.name_any());
+        applier.apply(c).await?;
+    }
     let mut keep_deployments = BTreeSet::new();
     for d in desired.deployments {
         keep_deployments.insert(d.name_any());
@@ -443,8 +492,22 @@ pub async fn reconcile(
     let mut removed = applier.prune::<Deployment>(&ns, &keep_deployments).await?;
     removed.extend(applier.prune::<Service>(&ns, &keep_services).await?);
     removed.extend(applier.prune::<Ingress>(&ns, &keep_ingresses).await?);
+    removed.extend(applier.prune::<ConfigMap>(&ns, &keep_config_maps).await?);
     if !removed.is_empty() {
         tracing::info!(workshop = %ws.name_any(), namespace = %ns, ?removed, "removed sessions");
+        if matches!(stage, Stage::Active { .. }) {
+            ctx.events
+                .normal(
+                    ws,
+                    "SessionsRemoved",
+                    "Scale",
+                    format!(
+                        "Removed {} (home volumes and credentials are kept)",
+                        removed.join(", ")
+                    ),
+                )
+                .await;
+        }
     }
 
     // Status.
@@ -452,14 +515,63 @@ pub async fn reconcile(
     let before = ws.status.as_ref();
     let old_phase = before.and_then(|s| s.phase);
     let was_expiring = before.is_some_and(|s| find(&s.conditions, EXPIRING_SOON).is_some());
+    let first_provisioning = !was_provisioned(before);
+    let old_generation = before.and_then(|s| s.observed_generation);
+    let old_degraded = before.and_then(|s| find(&s.conditions, DEGRADED).cloned());
     let written = apply_status(&api, ws, FIELD_MANAGER, &status).await?;
     if written {
         lifecycle_events(ws, &ctx, old_phase, &status, was_expiring).await;
+        if old_generation.is_some() && old_generation != status.observed_generation {
+            ctx.events
+                .normal(
+                    ws,
+                    "Updated",
+                    "Update",
+                    format!(
+                        "Applied generation {} to the sessions",
+                        status.observed_generation.unwrap_or_default()
+                    ),
+                )
+                .await;
+        }
+        let degraded = find(&status.conditions, DEGRADED).filter(|c| c.status == "True");
+        if let Some(c) = degraded
+            && old_degraded.as_ref().map(|o| &o.message) != Some(&c.message)
+        {
+            ctx.events
+                .warning(ws, &c.reason, "Apply", c.message.clone())
+                .await;
+        }
+        record_metrics(&ctx, old_phase, &status, first_provisioning, &timeline, now);
     }
     Ok(match timeline.requeue_after(now) {
         Some(after) => Action::requeue(after),
         None => Action::await_change(),
     })
+}
+
+/// Updates the time-to-ready histogram and the expirations counter on a phase change.
+fn record_metrics(
+    ctx: &Context,
+    old_phase: Option<WorkshopPhase>,
+    status: &WorkshopStatus,
+    first_provisioning: bool,
+    timeline: &Timeline,
+    now: DateTime<Utc>,
+) {
+    if status.phase == old_phase {
+        return;
+    }
+    match status.phase {
+        Some(WorkshopPhase::Ready | WorkshopPhase::Running) if first_provisioning => {
+            let took = (now - timeline.provision_at).to_std().unwrap_or_default();
+            ctx.metrics.time_to_ready.observe(took.as_secs_f64());
+        }
+        Some(WorkshopPhase::Expired) => {
+            ctx.metrics.expirations.inc();
+        }
+        _ => {}
+    }
 }
 
 async fn lifecycle_events(
@@ -490,6 +602,12 @@ async fn lifecycle_events(
     }
     let ready = status.ready.clone().unwrap_or_default();
     match new_phase {
+        Some(WorkshopPhase::Pending) => {
+            let at = find(&status.conditions, READY)
+                .map(|c| c.message.clone())
+                .unwrap_or_default();
+            ctx.events.normal(ws, "Scheduled", "Schedule", at).await
+        }
         Some(WorkshopPhase::Creating) => {
             ctx.events
                 .normal(ws, "Provisioning", "Provision", format!("Creating the sessions ({ready} ready)"))
@@ -507,6 +625,59 @@ async fn lifecycle_events(
         }
         _ => {}
     }
+}
+
+/// The status of a Workshop being deleted: phase Terminating, sessions not ready.
+pub fn terminating_status(ws: &Workshop, now: DateTime<Utc>) -> WorkshopStatus {
+    let mut status = ws.status.clone().unwrap_or_default();
+    status.observed_generation = ws.meta().generation;
+    status.phase = Some(WorkshopPhase::Terminating);
+    for p in &mut status.participants {
+        p.ready = false;
+    }
+    let total = status.participants.len() as i32;
+    status.ready_participants = Some(0);
+    status.ready = Some(format!("0/{total}"));
+    set_condition(
+        &mut status.conditions,
+        ConditionUpdate::false_(
+            READY,
+            "Terminating",
+            "The workshop is being deleted with its sessions, credentials and home volumes",
+        )
+        .observed_generation(ws.meta().generation),
+        now,
+    );
+    operator_core::conditions::remove_condition(&mut status.conditions, EXPIRING_SOON);
+    status
+}
+
+/// A Workshop being deleted: record it; garbage collection removes the children.
+async fn terminating(
+    ws: &Workshop,
+    api: &Api<Workshop>,
+    ctx: &Context,
+    now: DateTime<Utc>,
+) -> Result<Action, Error> {
+    if ws.status.as_ref().and_then(|s| s.phase) == Some(WorkshopPhase::Terminating) {
+        return Ok(Action::await_change());
+    }
+    match apply_status(api, ws, FIELD_MANAGER, &terminating_status(ws, now)).await {
+        Ok(_) => {
+            ctx.events
+                .normal(
+                    ws,
+                    "Terminating",
+                    "Delete",
+                    "Deleting the sessions, credentials and home volumes",
+                )
+                .await;
+        }
+        // Already gone: nothing to record.
+        Err(kube::Error::Api(e)) if matches!(e.code, 404 | 409) => {}
+        Err(e) => return Err(e.into()),
+    }
+    Ok(Action::await_change())
 }
 
 /// An invalid spec: the children are left as they are, the status says why.
@@ -627,6 +798,7 @@ mod tests {
     fn ready(ids: &[&str]) -> Observed {
         Observed {
             ready: ids.iter().map(|s| s.to_string()).collect(),
+            ..Observed::default()
         }
     }
 
@@ -654,6 +826,7 @@ mod tests {
                 "expiresAt": "2030-01-06T12:00:00Z",
                 "conditions": [
                     {"type": "Accepted", "status": "True", "reason": "Valid", "message": "The spec is valid", "observedGeneration": 3, "lastTransitionTime": "2030-01-06T08:00:05Z"},
+                    {"type": "Degraded", "status": "False", "reason": "AsExpected", "message": "Every home volume is as specified", "observedGeneration": 3, "lastTransitionTime": "2030-01-06T08:00:05Z"},
                     {"type": "Progressing", "status": "True", "reason": "Provisioning", "message": "1/2 sessions ready", "observedGeneration": 3, "lastTransitionTime": "2030-01-06T08:00:05Z"},
                     {"type": "Ready", "status": "False", "reason": "ParticipantsNotReady", "message": "1/2 sessions ready", "observedGeneration": 3, "lastTransitionTime": "2030-01-06T08:00:05Z"}
                 ]
@@ -696,6 +869,69 @@ mod tests {
             ),
             s
         );
+    }
+
+    #[test]
+    fn later_provisioning_is_an_update_and_volume_problems_degrade() {
+        let (ws, valid, t) = setup(json!({"participants": 2}));
+        let now = at("2030-01-06T08:00:05Z");
+        let s = desired_status(&ws, &valid, &t, t.stage(now), &ready(&["user1"]), now);
+        assert_eq!(
+            find(&s.conditions, PROGRESSING).unwrap().reason,
+            "Provisioning"
+        );
+        assert!(!was_provisioned(Some(&s)));
+        let mut ws = ws;
+        ws.status = Some(s);
+        let s = desired_status(
+            &ws,
+            &valid,
+            &t,
+            t.stage(now),
+            &ready(&["user1", "user2"]),
+            now,
+        );
+        assert!(was_provisioned(Some(&s)));
+        // A third participant joins: the workshop is updating, not provisioning for the first time.
+        ws.status = Some(s);
+        ws.spec.participants = 3;
+        let valid = validate::validate(&ws).unwrap();
+        let observed = Observed {
+            volume_problems: vec!["intro-user1-home: forbidden".into()],
+            ..ready(&["user1", "user2"])
+        };
+        let s = desired_status(&ws, &valid, &t, t.stage(now), &observed, now);
+        assert_eq!(s.phase, Some(WorkshopPhase::Creating));
+        assert_eq!(find(&s.conditions, PROGRESSING).unwrap().reason, "Updating");
+        let d = find(&s.conditions, DEGRADED).unwrap();
+        assert_eq!(
+            (d.status.as_str(), d.reason.as_str(), d.message.as_str()),
+            (
+                "True",
+                "HomeVolumeNotUpdated",
+                "intro-user1-home: forbidden"
+            )
+        );
+    }
+
+    #[test]
+    fn terminating_keeps_the_participants_but_none_is_ready() {
+        let (ws, valid, t) = setup(json!({"participants": 2}));
+        let now = at("2030-01-06T08:00:05Z");
+        let mut ws = ws;
+        ws.status = Some(desired_status(
+            &ws,
+            &valid,
+            &t,
+            t.stage(now),
+            &ready(&["user1", "user2"]),
+            now,
+        ));
+        let s = terminating_status(&ws, now);
+        assert_eq!(s.phase, Some(WorkshopPhase::Terminating));
+        assert_eq!(s.ready.as_deref(), Some("0/2"));
+        assert!(s.participants.iter().all(|p| !p.ready));
+        assert_eq!(find(&s.conditions, READY).unwrap().reason, "Terminating");
     }
 
     #[test]

@@ -353,6 +353,60 @@ async fn invalid_manifests_are_rejected_with_clear_messages() {
     }
 }
 
+/// Updates Kubernetes cannot carry out on existing home volumes are rejected at admission;
+/// growing the volumes is accepted.
+#[tokio::test]
+async fn home_volumes_cannot_shrink_or_change_class() {
+    let client = envtest::client().await.unwrap();
+    install_crds(&client).await;
+    let ns = envtest::test_namespace("ws-storage").await.unwrap();
+    create(
+        &client,
+        &ns.name,
+        workshop(
+            "homes",
+            json!({"spec": {"storage": {"size": "10Gi", "storageClass": "fast-ssd"}}}),
+        ),
+    )
+    .await
+    .unwrap();
+    let api = dynamic_api(&client, &ns.name);
+    let patch = |storage: Value| {
+        let api = api.clone();
+        async move {
+            api.patch(
+                "homes",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"storage": storage}})),
+            )
+            .await
+        }
+    };
+    let cases = [
+        (json!({"size": "5Gi"}), "storage.size cannot shrink"),
+        (json!({"size": "10000Mi"}), "storage.size cannot shrink"),
+        (
+            json!({"storageClass": "slow-hdd"}),
+            "storage.storageClass cannot change",
+        ),
+        (
+            json!({"storageClass": null}),
+            "storage.storageClass cannot change",
+        ),
+    ];
+    for (storage, expected) in cases {
+        match patch(storage.clone()).await {
+            Err(kube::Error::Api(s)) if s.code == 422 && s.message.contains(expected) => {}
+            other => panic!("{storage}: expected 422 with {expected:?}, got {other:?}"),
+        }
+    }
+    // Growing is allowed (the StorageClass decides whether the claims can follow).
+    patch(json!({"size": "20Gi"})).await.unwrap();
+    patch(json!({"size": "20Gi", "storageClass": "fast-ssd"}))
+        .await
+        .unwrap();
+}
+
 fn accepted(ws: &Workshop) -> Option<(String, String, String, Option<i64>)> {
     let status = ws.status.as_ref()?;
     let c = conditions::find(&status.conditions, ACCEPTED)?;

@@ -33,10 +33,11 @@ async fn install_crds(client: &Client) {
 }
 
 /// The operator, watching only `ns`, until the returned token is cancelled. Its client counts
-/// its API requests in the returned metrics, as in production.
+/// its API requests in the returned metrics, as in production; it serves them on the returned
+/// port.
 async fn start_operator(
     ns: &TestNamespace,
-) -> (CancellationToken, tokio::task::JoinHandle<()>, Metrics) {
+) -> (CancellationToken, tokio::task::JoinHandle<()>, Metrics, u16) {
     install_crds(&ns.client()).await;
     let metrics = Metrics::new();
     let kubeconfig = kube::config::Kubeconfig::read_from(envtest::shared().kubeconfig()).unwrap();
@@ -48,8 +49,9 @@ async fn start_operator(
         .with_layer(&metrics.api_layer())
         .build();
     let operator_metrics = metrics.clone();
+    let port = envtest::process::free_port().unwrap();
     let args = RunArgs {
-        metrics_addr: "127.0.0.1:0".parse().unwrap(),
+        metrics_addr: ([127, 0, 0, 1], port).into(),
         watch_namespace: Some(ns.name.clone()),
         crd_wait: Duration::from_secs(30),
         ..RunArgs::default()
@@ -69,7 +71,44 @@ async fn start_operator(
         .await;
         assert!(result.is_ok(), "{result:?}");
     });
-    (rx.await.expect("the operator started"), handle, metrics)
+    (
+        rx.await.expect("the operator started"),
+        handle,
+        metrics,
+        port,
+    )
+}
+
+/// `GET /metrics` from the running operator's HTTP endpoint.
+async fn scrape(port: u16) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut raw = String::new();
+    conn.read_to_string(&mut raw).await.unwrap();
+    assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");
+    raw
+}
+
+/// The value of the sample `series` (name and labels exactly as served).
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+async fn event_reasons(ns: &TestNamespace, name: &str) -> Vec<String> {
+    ns.api::<Event>()
+        .list(&ListParams::default().fields(&format!("involvedObject.name={name}")))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|e| e.reason)
+        .collect()
 }
 
 /// The operator's write requests so far (create, update, patch, delete) and reconciles.
@@ -191,7 +230,7 @@ async fn versions(ns: &TestNamespace, workshop: &str) -> BTreeMap<String, String
 #[tokio::test]
 async fn the_original_example_provisions_and_goes_ready() {
     let ns = envtest::test_namespace("ws-sample").await.unwrap();
-    let (token, handle, _metrics) = start_operator(&ns).await;
+    let (token, handle, _metrics, port) = start_operator(&ns).await;
 
     let yaml = std::fs::read_to_string(deploy_dir().join("samples/workshop-example.yaml")).unwrap();
     let mut obj: DynamicObject = serde_yaml::from_str(&yaml).unwrap();
@@ -257,15 +296,44 @@ async fn the_original_example_provisions_and_goes_ready() {
         .iter()
         .find(|s| s.name_any() == "data-science-101-service")
         .unwrap();
-    let port = &svc.spec.as_ref().unwrap().ports.as_ref().unwrap()[0];
-    assert_eq!(port.port, 80);
+    let svc_port = &svc.spec.as_ref().unwrap().ports.as_ref().unwrap()[0];
+    assert_eq!(svc_port.port, 80);
     assert_eq!(
-        port.target_port,
+        svc_port.target_port,
         Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(8787))
     );
+    // Path routing: the participant's Service leads to the path proxy, which strips /user1 and
+    // sets X-RStudio-Root-Path (tests/path_proxy.rs runs its configuration).
+    let participant_svc = services
+        .iter()
+        .find(|s| s.name_any() == "data-science-101-user1-service")
+        .unwrap();
+    assert_eq!(
+        participant_svc
+            .spec
+            .as_ref()
+            .unwrap()
+            .ports
+            .as_ref()
+            .unwrap()[0]
+            .target_port,
+        Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(8080))
+    );
+    let proxy_config = ns
+        .api::<k8s_openapi::api::core::v1::ConfigMap>()
+        .get("data-science-101-proxy")
+        .await
+        .unwrap();
+    assert!(proxy_config.data.unwrap()["default.conf"].contains("X-RStudio-Root-Path"));
     let pods = list::<k8s_openapi::api::core::v1::Pod>(&ns, &sel).await;
     assert_eq!(pods.len(), 1, "one RStudio pod");
     let pod_spec = pods[0].spec.as_ref().unwrap();
+    let containers: Vec<&str> = pod_spec
+        .containers
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect();
+    assert_eq!(containers, ["rstudio", "path-proxy"]);
     let c = &pod_spec.containers[0];
     assert_eq!(c.image.as_deref(), Some("rocker/rstudio:latest"));
     let env: Vec<&str> = c
@@ -311,20 +379,88 @@ async fn the_original_example_provisions_and_goes_ready() {
     assert_eq!(pw.len(), 1);
     assert_eq!(pw.values().next().unwrap().len(), 20);
 
+    // The operator's own metrics, scraped from its /metrics endpoint.
+    let text = scrape(port).await;
+    assert_eq!(
+        sample(&text, "operator_workshops{phase=\"Ready\"}"),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "operator_workshops{phase=\"Creating\"}"),
+        Some(0.0)
+    );
+    assert_eq!(
+        sample(&text, "operator_workshop_participants_ready"),
+        Some(1.0)
+    );
+    assert_eq!(sample(&text, "operator_workshop_participants"), Some(1.0));
+    assert_eq!(
+        sample(&text, "operator_workshop_time_to_ready_seconds_count"),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&text, "operator_workshop_expirations_total"),
+        Some(0.0)
+    );
+    let reasons = event_reasons(&ns, &name).await;
+    for expected in ["Provisioning", "Ready"] {
+        assert!(
+            reasons.iter().any(|r| r == expected),
+            "{expected} in {reasons:?}"
+        );
+    }
+
+    // While a deletion is held up (here by a finalizer; foreground deletion does the same),
+    // the phase says Terminating.
+    let api = ns.api::<Workshop>();
+    api.patch(
+        &name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": ["test.orchestra.io/hold"]}})),
+    )
+    .await
+    .unwrap();
+    api.delete(&name, &Default::default()).await.unwrap();
+    wait_phase(&ns, &name, WorkshopPhase::Terminating).await;
+    eventually("the Terminating event", WAIT, || async {
+        event_reasons(&ns, &name)
+            .await
+            .contains(&"Terminating".to_string())
+            .then_some(())
+    })
+    .await;
+    let text = scrape(port).await;
+    assert_eq!(
+        sample(&text, "operator_workshops{phase=\"Terminating\"}"),
+        Some(1.0)
+    );
+
     // Deleting the Workshop removes everything it owns (garbage collection).
-    ns.api::<Workshop>()
-        .delete(&name, &Default::default())
-        .await
-        .unwrap();
+    api.patch(
+        &name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .unwrap();
     eventually("the children to be garbage collected", WAIT, || async {
         (list::<Deployment>(&ns, &sel).await.is_empty()
             && list::<Service>(&ns, &sel).await.is_empty()
             && list::<Ingress>(&ns, &sel).await.is_empty()
             && list::<Secret>(&ns, &sel).await.is_empty()
+            && list::<k8s_openapi::api::core::v1::ConfigMap>(&ns, &sel)
+                .await
+                .is_empty()
             && list::<PersistentVolumeClaim>(&ns, &sel).await.is_empty())
         .then_some(())
     })
     .await;
+    let text = scrape(port).await;
+    assert_eq!(
+        sample(&text, "operator_workshops{phase=\"Terminating\"}"),
+        Some(0.0)
+    );
 
     stop(token, handle).await;
 }
@@ -332,7 +468,7 @@ async fn the_original_example_provisions_and_goes_ready() {
 #[tokio::test]
 async fn participants_scale_down_keeping_homes_and_passwords() {
     let ns = envtest::test_namespace("ws-scale").await.unwrap();
-    let (token, handle, metrics) = start_operator(&ns).await;
+    let (token, handle, metrics, _port) = start_operator(&ns).await;
     let api = ns.api::<Workshop>();
     create(
         &ns,
@@ -454,20 +590,47 @@ async fn participants_scale_down_keeping_homes_and_passwords() {
     assert_eq!(versions(&ns, "class").await, versions_before);
     assert_eq!(passwords(&ns, "class").await, before);
 
-    // Updates take effect: the image rolls out, the duration moves expiresAt.
+    // Updates take effect: the image and resources roll out (new pods, Ready again), the
+    // duration moves expiresAt.
+    let old_pods = names(&list::<k8s_openapi::api::core::v1::Pod>(&ns, sel).await);
     api.patch(
         "class",
         &PatchParams::default(),
-        &Patch::Merge(json!({"spec": {"image": "rocker/rstudio:4.4.1", "duration": "8h"}})),
+        &Patch::Merge(json!({"spec": {
+            "image": "rocker/rstudio:4.4.1",
+            "duration": "8h",
+            "resources": {"cpu": "750m", "memory": "1536Mi", "cpuRequest": "200m", "memoryRequest": "512Mi"}
+        }})),
     )
     .await
     .unwrap();
     let ws = wait_phase(&ns, "class", WorkshopPhase::Ready).await;
     for d in list::<Deployment>(&ns, sel).await {
-        let image = d.spec.unwrap().template.spec.unwrap().containers[0]
-            .image
-            .clone();
-        assert_eq!(image.as_deref(), Some("rocker/rstudio:4.4.1"));
+        let c = d.spec.unwrap().template.spec.unwrap().containers[0].clone();
+        assert_eq!(c.image.as_deref(), Some("rocker/rstudio:4.4.1"));
+        let r = c.resources.unwrap();
+        assert_eq!(r.limits.unwrap()["memory"].0, "1536Mi");
+        assert_eq!(r.requests.unwrap()["cpu"].0, "200m");
+    }
+    let pods = eventually("only updated pods", WAIT, || async {
+        let pods = list::<k8s_openapi::api::core::v1::Pod>(&ns, sel).await;
+        let updated = pods.iter().all(|p| {
+            p.spec.as_ref().unwrap().containers[0].image.as_deref() == Some("rocker/rstudio:4.4.1")
+        });
+        (updated && pods.len() == 2).then_some(pods)
+    })
+    .await;
+    assert!(
+        names(&pods).iter().all(|p| !old_pods.contains(p)),
+        "new pods {:?}, old {old_pods:?}",
+        names(&pods)
+    );
+    let reasons = event_reasons(&ns, "class").await;
+    for expected in ["SessionsRemoved", "Updated"] {
+        assert!(
+            reasons.iter().any(|r| r == expected),
+            "{expected} in {reasons:?}"
+        );
     }
     let st = ws.status.unwrap();
     assert_eq!(
@@ -487,13 +650,47 @@ async fn participants_scale_down_keeping_homes_and_passwords() {
     assert_eq!(ws.status.unwrap().ready.as_deref(), Some("3/3"));
     assert_eq!(passwords(&ns, "class").await, before);
 
+    // Growing the homes where the StorageClass cannot expand volumes (the test cluster's
+    // kwok-volume): the sessions keep running, the status and a Warning event say why.
+    api.patch(
+        "class",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"storage": {"size": "2Gi"}}})),
+    )
+    .await
+    .unwrap();
+    let ws = wait_phase(&ns, "class", WorkshopPhase::Ready).await;
+    let degraded = operator_core::conditions::find(
+        &ws.status.as_ref().unwrap().conditions,
+        operator_core::conditions::DEGRADED,
+    )
+    .unwrap()
+    .clone();
+    assert_eq!(
+        (degraded.status.as_str(), degraded.reason.as_str()),
+        ("True", "HomeVolumeNotUpdated"),
+        "{degraded:?}"
+    );
+    assert!(
+        degraded.message.contains("class-user1-home"),
+        "{}",
+        degraded.message
+    );
+    eventually("the HomeVolumeNotUpdated event", WAIT, || async {
+        event_reasons(&ns, "class")
+            .await
+            .contains(&"HomeVolumeNotUpdated".to_string())
+            .then_some(())
+    })
+    .await;
+
     stop(token, handle).await;
 }
 
 #[tokio::test]
 async fn a_short_workshop_expires_keeps_homes_then_is_removed() {
     let ns = envtest::test_namespace("ws-expiry").await.unwrap();
-    let (token, handle, _metrics) = start_operator(&ns).await;
+    let (token, handle, _metrics, port) = start_operator(&ns).await;
     let api = ns.api::<Workshop>();
     create(
         &ns,
@@ -551,6 +748,20 @@ async fn a_short_workshop_expires_keeps_homes_then_is_removed() {
             "{expected} in {reasons:?}"
         );
     }
+    let text = scrape(port).await;
+    assert_eq!(
+        sample(&text, "operator_workshop_expirations_total"),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "operator_workshops{phase=\"Expired\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&text, "operator_workshop_participants_ready"),
+        Some(0.0)
+    );
 
     // Once the retention is over, the workshop and everything it owns go.
     api.patch(
@@ -578,7 +789,7 @@ async fn a_short_workshop_expires_keeps_homes_then_is_removed() {
 #[tokio::test]
 async fn a_scheduled_workshop_is_prewarmed_then_running() {
     let ns = envtest::test_namespace("ws-scheduled").await.unwrap();
-    let (token, handle, _metrics) = start_operator(&ns).await;
+    let (token, handle, _metrics, _port) = start_operator(&ns).await;
     let start = k8s_openapi::jiff::Timestamp::now()
         .checked_add(k8s_openapi::jiff::SignedDuration::from_secs(12))
         .unwrap();

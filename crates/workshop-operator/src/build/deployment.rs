@@ -20,11 +20,10 @@
 //!   set. The user name is `rstudio`.
 //! - The home volume is mounted at `/home/rstudio`; `fsGroup: 1000` makes it writable by the
 //!   `rstudio` user from the first start.
-//! - Behind a path prefix (path routing), RStudio must know the prefix it is served under: the
-//!   proxy's `X-RStudio-Root-Path` header or, equivalently and independent of the ingress
-//!   controller, the `www-root-path` option. The container appends `www-root-path=/<id>/` to
-//!   `/etc/rstudio/rserver.conf` before `exec /init`. (The ingress controller must still strip
-//!   the prefix; see [`super::ingress`].)
+//! - Behind a path prefix (path routing), a second container, the path proxy ([`super::proxy`]),
+//!   strips the prefix and sets `X-RStudio-Root-Path`; it runs fully restricted (non-root uid
+//!   101, read-only root filesystem, no capabilities). RStudio itself keeps serving at `/`, so
+//!   `kubectl port-forward` straight to port 8787 works too.
 //! - No service account token (participants have no business with the API), no service links
 //!   (a namespace with many Services would flood the environment), 60 s grace so s6 can stop
 //!   rserver, which suspends sessions to disk.
@@ -33,17 +32,20 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, ContainerPort, EnvVar, EnvVarSource,
-    PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
-    ResourceRequirements, SeccompProfile, SecretKeySelector, SecurityContext, TCPSocketAction,
-    Volume, VolumeMount,
+    Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
+    EnvVarSource, PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec, PodTemplateSpec,
+    Probe, ResourceRequirements, SeccompProfile, SecretKeySelector, SecurityContext,
+    TCPSocketAction, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use operator_core::builders::security::restricted_container_security_context;
 use operator_core::builders::{DeploymentParams, deployment};
 
-use super::{HOME_DIR, Names, PASSWORD_KEY, RSTUDIO_PORT, RSTUDIO_UID, RSTUDIO_USER, root_path};
+use super::{
+    HOME_DIR, Names, PASSWORD_KEY, RSTUDIO_PORT, RSTUDIO_UID, RSTUDIO_USER, path_proxy, proxy,
+};
 use crate::crd::WorkshopSpec;
 
 /// Capabilities the rocker entrypoint and rserver need as root (see the module docs).
@@ -57,11 +59,6 @@ pub const CAPABILITIES: [&str; 8] = [
     "SETGID",
     "SETUID",
 ];
-
-/// Sets `www-root-path` from `RSTUDIO_ROOT_PATH` once, then hands over to the image's entrypoint.
-pub const ROOT_PATH_ENTRYPOINT: &str = "conf=/etc/rstudio/rserver.conf; \
-grep -q '^www-root-path=' \"$conf\" 2>/dev/null || echo \"www-root-path=$RSTUDIO_ROOT_PATH\" >> \"$conf\"; \
-exec /init";
 
 /// `<name>-<id>`: one RStudio pod for participant `id`.
 pub fn session(ws: &Names, spec: &WorkshopSpec, id: &str) -> Deployment {
@@ -85,7 +82,7 @@ fn pod_template(
     id: &str,
     labels: BTreeMap<String, String>,
 ) -> PodTemplateSpec {
-    let mut env = vec![
+    let env = vec![
         EnvVar {
             name: "USER".into(),
             value: Some(RSTUDIO_USER.into()),
@@ -104,15 +101,6 @@ fn pod_template(
             ..EnvVar::default()
         },
     ];
-    let root_path = root_path(spec, id);
-    let command = root_path.as_ref().map(|path| {
-        env.push(EnvVar {
-            name: "RSTUDIO_ROOT_PATH".into(),
-            value: Some(path.clone()),
-            ..EnvVar::default()
-        });
-        vec!["/bin/sh".into(), "-c".into(), ROOT_PATH_ENTRYPOINT.into()]
-    });
     let r = &spec.resources;
     let quantities = |cpu: &str, memory: &str| {
         Some(BTreeMap::from([
@@ -123,7 +111,6 @@ fn pod_template(
     let container = Container {
         name: "rstudio".into(),
         image: Some(spec.image.clone()),
-        command,
         env: Some(env),
         ports: Some(vec![ContainerPort {
             name: Some("http".into()),
@@ -160,21 +147,33 @@ fn pod_template(
         }),
         ..Container::default()
     };
+    let mut containers = vec![container];
+    let mut volumes = vec![Volume {
+        name: "home".into(),
+        persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+            claim_name: ws.pvc(id),
+            read_only: None,
+        }),
+        ..Volume::default()
+    }];
+    let mut annotations = None;
+    if path_proxy(spec) {
+        containers.push(proxy_container());
+        volumes.extend(proxy_volumes(ws));
+        annotations = Some(BTreeMap::from([(
+            proxy::CONFIG_HASH_ANNOTATION.to_string(),
+            proxy::config_hash(&proxy::session_conf()),
+        )]));
+    }
     PodTemplateSpec {
         metadata: Some(ObjectMeta {
             labels: Some(labels),
+            annotations,
             ..ObjectMeta::default()
         }),
         spec: Some(PodSpec {
-            containers: vec![container],
-            volumes: Some(vec![Volume {
-                name: "home".into(),
-                persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
-                    claim_name: ws.pvc(id),
-                    read_only: None,
-                }),
-                ..Volume::default()
-            }]),
+            containers,
+            volumes: Some(volumes),
             security_context: Some(PodSecurityContext {
                 fs_group: Some(RSTUDIO_UID),
                 fs_group_change_policy: Some("OnRootMismatch".into()),
@@ -187,6 +186,79 @@ fn pod_template(
             ..PodSpec::default()
         }),
     }
+}
+
+/// The path proxy: restricted, 50m/32Mi requested, 200m/64Mi at most (it only copies bytes).
+fn proxy_container() -> Container {
+    let quantities = |cpu: &str, memory: &str| {
+        Some(BTreeMap::from([
+            ("cpu".to_string(), Quantity(cpu.into())),
+            ("memory".to_string(), Quantity(memory.into())),
+        ]))
+    };
+    Container {
+        name: "path-proxy".into(),
+        image: Some(proxy::PROXY_IMAGE.into()),
+        ports: Some(vec![ContainerPort {
+            name: Some("proxy".into()),
+            container_port: proxy::PROXY_PORT,
+            protocol: Some("TCP".into()),
+            ..ContainerPort::default()
+        }]),
+        resources: Some(ResourceRequirements {
+            limits: quantities("200m", "64Mi"),
+            requests: quantities("50m", "32Mi"),
+            ..ResourceRequirements::default()
+        }),
+        readiness_probe: Some(Probe {
+            tcp_socket: Some(TCPSocketAction {
+                port: IntOrString::Int(proxy::PROXY_PORT),
+                host: None,
+            }),
+            period_seconds: Some(5),
+            ..Probe::default()
+        }),
+        volume_mounts: Some(vec![
+            VolumeMount {
+                name: "proxy-config".into(),
+                mount_path: "/etc/nginx/conf.d".into(),
+                read_only: Some(true),
+                ..VolumeMount::default()
+            },
+            VolumeMount {
+                name: "proxy-tmp".into(),
+                mount_path: "/tmp".into(),
+                ..VolumeMount::default()
+            },
+        ]),
+        security_context: Some(SecurityContext {
+            run_as_user: Some(proxy::PROXY_UID),
+            run_as_group: Some(proxy::PROXY_UID),
+            ..restricted_container_security_context()
+        }),
+        ..Container::default()
+    }
+}
+
+fn proxy_volumes(ws: &Names) -> [Volume; 2] {
+    [
+        Volume {
+            name: "proxy-config".into(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: ws.proxy_config(),
+                ..ConfigMapVolumeSource::default()
+            }),
+            ..Volume::default()
+        },
+        Volume {
+            name: "proxy-tmp".into(),
+            empty_dir: Some(EmptyDirVolumeSource {
+                size_limit: Some(Quantity("64Mi".into())),
+                ..EmptyDirVolumeSource::default()
+            }),
+            ..Volume::default()
+        },
+    ]
 }
 
 fn runtime_default() -> SeccompProfile {
@@ -274,25 +346,64 @@ mod tests {
     }
 
     #[test]
-    fn path_routing_tells_rstudio_its_root_path() {
+    fn path_routing_adds_the_restricted_path_proxy() {
         let ws = workshop(json!({"ingress": {"host": "ws.example.com"}}));
         let d = json(&session(&names(), &ws.spec, "user2"));
-        let c = &d["spec"]["template"]["spec"]["containers"][0];
-        assert_eq!(c["command"], json!(["/bin/sh", "-c", ROOT_PATH_ENTRYPOINT]));
+        let pod = &d["spec"]["template"];
         assert_eq!(
-            c["env"][2],
-            json!({"name": "RSTUDIO_ROOT_PATH", "value": "/user2/"})
+            pod["metadata"]["annotations"],
+            json!({"orchestra.io/proxy-config-hash": proxy::config_hash(&proxy::session_conf())})
+        );
+        // RStudio is unchanged: the image's own entrypoint, serving at the root.
+        assert_eq!(pod["spec"]["containers"][0].get("command"), None);
+        assert_eq!(
+            pod["spec"]["containers"][1],
+            json!({
+                "name": "path-proxy",
+                "image": "nginxinc/nginx-unprivileged:1.27-alpine",
+                "ports": [{"name": "proxy", "containerPort": 8080, "protocol": "TCP"}],
+                "resources": {
+                    "limits": {"cpu": "200m", "memory": "64Mi"},
+                    "requests": {"cpu": "50m", "memory": "32Mi"}
+                },
+                "readinessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 5},
+                "volumeMounts": [
+                    {"name": "proxy-config", "mountPath": "/etc/nginx/conf.d", "readOnly": true},
+                    {"name": "proxy-tmp", "mountPath": "/tmp"}
+                ],
+                "securityContext": {
+                    "runAsNonRoot": true,
+                    "runAsUser": 101,
+                    "runAsGroup": 101,
+                    "allowPrivilegeEscalation": false,
+                    "readOnlyRootFilesystem": true,
+                    "capabilities": {"drop": ["ALL"]},
+                    "seccompProfile": {"type": "RuntimeDefault"}
+                }
+            })
+        );
+        assert_eq!(
+            pod["spec"]["volumes"],
+            json!([
+                {"name": "home", "persistentVolumeClaim": {"claimName": "intro-user2-home"}},
+                {"name": "proxy-config", "configMap": {"name": "intro-proxy"}},
+                {"name": "proxy-tmp", "emptyDir": {"sizeLimit": "64Mi"}}
+            ])
         );
         // Never the original's mistakes.
         let text = d.to_string();
         assert!(!text.contains("DISABLE_AUTH"));
         assert!(!text.contains("/data"));
-        // Host routing serves RStudio at the root: the image's own entrypoint.
+        // Host routing serves RStudio at the root of its own host: no proxy.
         let ws = workshop(json!({"ingress": {"host": "ws.example.com", "routing": "Host"}}));
         let d = json(&session(&names(), &ws.spec, "user2"));
         assert_eq!(
-            d["spec"]["template"]["spec"]["containers"][0].get("command"),
-            None
+            d["spec"]["template"]["spec"]["containers"]
+                .as_array()
+                .unwrap()
+                .len(),
+            1
         );
+        assert_eq!(d["spec"]["template"]["metadata"].get("annotations"), None);
     }
 }

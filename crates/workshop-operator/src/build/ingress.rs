@@ -1,13 +1,12 @@
 //! The workshop's `networking.k8s.io/v1` Ingress, `<name>-ingress`.
 //!
 //! - Path routing (default): one rule for `spec.ingress.host` (any host when unset) with a path
-//!   `/<id>` per participant to `<name>-<id>-service:80`. RStudio is told its prefix through
-//!   `www-root-path` (see [`super::deployment`]), the equivalent of the `X-RStudio-Root-Path`
-//!   header, so that part works with every ingress controller. The prefix itself must be stripped
-//!   by the controller: for ingress-nginx (class or `kubernetes.io/ingress.class` `nginx`) this
-//!   builder does it (regex paths `/<id>(/|$)(.*)`, `rewrite-target: /$2`) and raises the proxy
-//!   timeouts RStudio's long-polling needs; for other controllers pass their strip-prefix
-//!   setting in `spec.ingress.annotations` (e.g. a Traefik `router.middlewares` reference).
+//!   `/<id>` (`pathType: Prefix`) per participant to `<name>-<id>-service:80`, which leads to the
+//!   participant's path proxy ([`super::proxy`]): it strips the prefix and sets
+//!   `X-RStudio-Root-Path`, so no controller-specific rewrite is needed and any conformant
+//!   controller works (Traefik as in the original example, ingress-nginx, HAProxy, ...). For
+//!   ingress-nginx (class or `kubernetes.io/ingress.class` `nginx`) the builder also raises
+//!   the proxy timeouts and body size that RStudio's long polls and uploads need.
 //! - Host routing: one rule per participant for `<id>.<host>`, path `/`; no prefix involved.
 //!
 //! `spec.ingress.annotations` are copied unchanged (they win over the nginx defaults),
@@ -26,12 +25,10 @@ use super::{Names, SERVICE_PORT};
 use crate::crd::{IngressRouting, WorkshopSpec};
 use crate::validate::ValidParticipant;
 
-/// Annotations that make ingress-nginx strip the participant's prefix and keep RStudio's
-/// long-lived connections open.
+/// Annotations that make ingress-nginx keep RStudio's long-lived connections open and accept
+/// uploads of any size.
 pub fn nginx_annotations() -> BTreeMap<String, String> {
     [
-        ("nginx.ingress.kubernetes.io/use-regex", "true"),
-        ("nginx.ingress.kubernetes.io/rewrite-target", "/$2"),
         ("nginx.ingress.kubernetes.io/proxy-read-timeout", "3600"),
         ("nginx.ingress.kubernetes.io/proxy-send-timeout", "3600"),
         ("nginx.ingress.kubernetes.io/proxy-body-size", "0"),
@@ -50,14 +47,13 @@ pub fn ingress(
     let i = spec.ingress.as_ref()?;
     let host = i.host.clone().filter(|h| !h.is_empty());
     let class = i.ingress_class_name.clone().filter(|c| !c.is_empty());
-    let nginx = i.routing == IngressRouting::Path
-        && [
-            class.as_deref(),
-            i.annotations
-                .get("kubernetes.io/ingress.class")
-                .map(String::as_str),
-        ]
-        .contains(&Some("nginx"));
+    let nginx = [
+        class.as_deref(),
+        i.annotations
+            .get("kubernetes.io/ingress.class")
+            .map(String::as_str),
+    ]
+    .contains(&Some("nginx"));
 
     let backend = |id: &str| IngressBackend {
         service: Some(IngressServiceBackend {
@@ -78,17 +74,7 @@ pub fn ingress(
         IngressRouting::Path => {
             let paths = participants
                 .iter()
-                .map(|p| {
-                    if nginx {
-                        path(
-                            format!("/{}(/|$)(.*)", p.id),
-                            "ImplementationSpecific",
-                            &p.id,
-                        )
-                    } else {
-                        path(format!("/{}", p.id), "Prefix", &p.id)
-                    }
-                })
+                .map(|p| path(format!("/{}", p.id), "Prefix", &p.id))
                 .collect();
             (
                 vec![IngressRule {
@@ -220,7 +206,7 @@ mod tests {
     }
 
     #[test]
-    fn nginx_strips_the_prefix_and_user_annotations_win() {
+    fn nginx_gets_long_timeouts_and_user_annotations_win() {
         let i = build(json!({
             "ingress": {
                 "host": "ws.example.com",
@@ -234,7 +220,7 @@ mod tests {
         assert_eq!(i["metadata"]["annotations"], expected);
         assert_eq!(
             i["spec"]["rules"][0]["http"]["paths"][0],
-            json!({"path": "/user1(/|$)(.*)", "pathType": "ImplementationSpecific", "backend": backend("user1")})
+            json!({"path": "/user1", "pathType": "Prefix", "backend": backend("user1")})
         );
         assert_eq!(
             i["spec"]["tls"],

@@ -11,12 +11,13 @@
 //! | Secret | `<name>-<id>-credentials` (`username`, `password`) | kept (password survives re-adding) |
 //! | PersistentVolumeClaim | `<name>-<id>-home`, mounted at `/home/rstudio` | kept until the Workshop is deleted |
 //! | Deployment | `<name>-<id>` (1 replica, `Recreate`) | removed |
-//! | Service | `<name>-<id>-service`, port 80 -> 8787 | removed |
+//! | Service | `<name>-<id>-service`, port 80 -> 8787 (path routing: -> the path proxy, 8080) | removed |
 //!
 //! plus, per workshop, the Service `<name>-service` (the name the original documents'
 //! `kubectl port-forward service/<name>-service 8787:80` relies on; it selects the first
-//! participant's session, the only one in the original single-user setup) and, when
-//! `spec.ingress` is set, the Ingress `<name>-ingress`.
+//! participant's session, the only one in the original single-user setup, and always goes to
+//! RStudio itself) and, when `spec.ingress` is set, the Ingress `<name>-ingress` and, with path
+//! routing, the ConfigMap `<name>-proxy` of the sessions' path proxy ([`proxy`]).
 //!
 //! Every object carries the standard `app.kubernetes.io/*` labels plus the original's
 //! `app: rstudio` and `workshop: <name>`, so `kubectl get pods,services,ingress,pvc -l
@@ -25,6 +26,7 @@
 
 pub mod deployment;
 pub mod ingress;
+pub mod proxy;
 pub mod pvc;
 pub mod secret;
 pub mod service;
@@ -32,7 +34,7 @@ pub mod service;
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Secret, Service};
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::ResourceExt;
 use operator_core::labels::{self, Labels};
@@ -82,6 +84,7 @@ pub struct Inputs<'a> {
 pub struct Desired {
     pub secrets: Vec<Secret>,
     pub pvcs: Vec<PersistentVolumeClaim>,
+    pub config_maps: Vec<ConfigMap>,
     pub deployments: Vec<Deployment>,
     pub services: Vec<Service>,
     pub ingress: Option<Ingress>,
@@ -102,10 +105,13 @@ pub fn desired(inputs: &Inputs<'_>) -> Desired {
         out.pvcs.push(pvc::home(&ws, spec, &p.id));
         if inputs.sessions {
             out.deployments.push(deployment::session(&ws, spec, &p.id));
-            out.services.push(service::participant(&ws, &p.id));
+            out.services.push(service::participant(&ws, spec, &p.id));
         }
     }
     if inputs.sessions {
+        if path_proxy(spec) {
+            out.config_maps.push(proxy::config(&ws));
+        }
         if let Some(first) = inputs.valid.participants.first() {
             out.services.push(service::workshop(&ws, &first.id));
         }
@@ -147,6 +153,9 @@ impl Names {
     }
     pub fn ingress(&self) -> String {
         format!("{}-ingress", self.name)
+    }
+    pub fn proxy_config(&self) -> String {
+        format!("{}-proxy", self.name)
     }
 
     /// Labels of a child with the given component, optionally for one participant.
@@ -206,13 +215,20 @@ fn scheme(spec: &WorkshopSpec) -> &'static str {
     if tls { "https" } else { "http" }
 }
 
-/// The URL path prefix of a participant in path routing (`/<id>`), which RStudio must know
-/// (`www-root-path`, the equivalent of the `X-RStudio-Root-Path` proxy header).
+/// The URL path prefix of a participant in path routing (`/<id>/`), which the path proxy
+/// strips and passes to RStudio as `X-RStudio-Root-Path`.
 pub fn root_path(spec: &WorkshopSpec, id: &str) -> Option<String> {
     match spec.ingress.as_ref()?.routing {
         IngressRouting::Path => Some(format!("/{id}/")),
         IngressRouting::Host => None,
     }
+}
+
+/// Whether the sessions are served under a path prefix, through the path proxy.
+pub fn path_proxy(spec: &WorkshopSpec) -> bool {
+    spec.ingress
+        .as_ref()
+        .is_some_and(|i| i.routing == IngressRouting::Path)
 }
 
 #[cfg(test)]
@@ -267,6 +283,22 @@ mod tests {
     use super::*;
     use crate::validate::validate;
 
+    fn ws_names() -> Names {
+        names()
+    }
+
+    #[test]
+    fn the_path_proxy_only_with_path_routing() {
+        let spec = |v| workshop(v).spec;
+        assert!(path_proxy(&spec(
+            serde_json::json!({"ingress": {"host": "ws.example.com"}})
+        )));
+        assert!(!path_proxy(&spec(serde_json::json!({}))));
+        assert!(!path_proxy(&spec(
+            serde_json::json!({"ingress": {"host": "ws.example.com", "routing": "Host"}})
+        )));
+    }
+
     fn passwords(ids: &[&str]) -> BTreeMap<String, String> {
         ids.iter()
             .map(|id| (id.to_string(), format!("pw-{id}")))
@@ -317,6 +349,7 @@ mod tests {
             d.ingress.unwrap().metadata.name.as_deref(),
             Some("intro-ingress")
         );
+        assert_eq!(d.config_maps, [proxy::config(&ws_names())]);
         // Deterministic.
         assert_eq!(
             desired(&Inputs {
@@ -350,6 +383,7 @@ mod tests {
         });
         assert_eq!((d.secrets.len(), d.pvcs.len()), (2, 2));
         assert!(d.deployments.is_empty() && d.services.is_empty() && d.ingress.is_none());
+        assert!(d.config_maps.is_empty());
     }
 
     #[test]
