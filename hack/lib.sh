@@ -20,14 +20,19 @@ control_plane() {
 
 # Debian packages the tests use for real tools: QEMU (novacron launcher),
 # OpenSSH (devserver SSH), buildah/skopeo/docker-registry (images), genisoimage
-# (cloud-init seeds). Installed with apt-get when a command is missing.
+# (cloud-init seeds), nss_wrapper (the devserver SSH bundle), musl-tools (musl-gcc
+# for ring's C code in the images' static musl builds), nginx (the workshop
+# sessions' path proxy configuration, run for real). Installed with
+# apt-get when a command (or, for a library, an absolute path) is missing.
 TEST_PACKAGES=(qemu-system-x86:qemu-system-x86_64 qemu-utils:qemu-img openssh-server:sshd
   openssh-client:ssh buildah:buildah skopeo:skopeo docker-registry:docker-registry
-  genisoimage:genisoimage)
+  genisoimage:genisoimage libnss-wrapper:/usr/lib/x86_64-linux-gnu/libnss_wrapper.so
+  musl-tools:musl-gcc nginx-light:nginx)
 require_packages() {
   local missing=() entry
   for entry in "${TEST_PACKAGES[@]}"; do
-    command -v "${entry#*:}" >/dev/null || [ -x "/usr/sbin/${entry#*:}" ] || missing+=("${entry%%:*}")
+    command -v "${entry#*:}" >/dev/null || [ -x "/usr/sbin/${entry#*:}" ] || [ -e "${entry#*:}" ] \
+      || missing+=("${entry%%:*}")
   done
   [ ${#missing[@]} -eq 0 ] && return 0
   local sudo=""
