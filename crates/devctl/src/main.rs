@@ -1,10 +1,8 @@
 //! `devctl`: the command line for DevServers.
 
-use std::process::ExitCode;
-
 use clap::Parser;
 
-fn main() -> ExitCode {
+fn main() {
     let cli = devctl::cli::Cli::parse();
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -13,15 +11,20 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: starting the async runtime: {e}");
-            return ExitCode::FAILURE;
+            std::process::exit(1);
         }
     };
-    let mut stdout = std::io::stdout().lock();
-    match runtime.block_on(devctl::cli::run(cli, &mut stdout)) {
-        Ok(()) => ExitCode::SUCCESS,
+    // Not locked for the whole run: ssh-proxy writes to stdout from
+    // tokio's blocking pool, which would wait forever for this lock.
+    let mut stdout = std::io::stdout();
+    let code = match runtime.block_on(devctl::cli::run(cli, &mut stdout)) {
+        Ok(()) => 0,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            1
         }
-    }
+    };
+    // Exit without dropping the runtime: a blocked stdin read (ssh-proxy)
+    // cannot be cancelled and would hold the shutdown.
+    std::process::exit(code);
 }

@@ -14,6 +14,8 @@ use serde_json::{Value, json};
 pub enum Format {
     /// Aligned columns for people.
     Table,
+    /// The table with more columns.
+    Wide,
     /// A `v1/List` as JSON, like `kubectl get -o json`.
     Json,
     /// A `v1/List` as YAML, like `kubectl get -o yaml`.
@@ -79,13 +81,13 @@ fn with_rest(n: i64, unit: &str, rest: i64, rest_unit: &str) -> String {
     }
 }
 
-fn age(created: Option<&Timestamp>, now: Timestamp) -> String {
+pub fn age(created: Option<&Timestamp>, now: Timestamp) -> String {
     created
         .map(|t| human_duration(now.duration_since(*t).as_secs()))
         .unwrap_or_else(|| NONE.into())
 }
 
-fn expires(at: Option<&Timestamp>, now: Timestamp) -> String {
+pub fn expires(at: Option<&Timestamp>, now: Timestamp) -> String {
     match at {
         None => NONE.into(),
         Some(t) => {
@@ -100,11 +102,20 @@ fn expires(at: Option<&Timestamp>, now: Timestamp) -> String {
 }
 
 /// The DevServer table: name, phase, flavor, owner, expiry and age (with a
-/// namespace column when listing every namespace).
-pub fn devserver_table(items: &[DevServer], now: Timestamp, with_namespace: bool) -> String {
+/// namespace column when listing every namespace; `wide` adds the mode, the
+/// image and the status message).
+pub fn devserver_table(
+    items: &[DevServer],
+    now: Timestamp,
+    with_namespace: bool,
+    wide: bool,
+) -> String {
     let mut header = vec!["NAME", "PHASE", "FLAVOR", "OWNER", "EXPIRES", "AGE"];
     if with_namespace {
         header.insert(0, "NAMESPACE");
+    }
+    if wide {
+        header.extend(["MODE", "IMAGE", "MESSAGE"]);
     }
     let rows: Vec<Vec<String>> = items
         .iter()
@@ -133,6 +144,20 @@ pub fn devserver_table(items: &[DevServer], now: Timestamp, with_namespace: bool
             ];
             if with_namespace {
                 row.insert(0, meta.namespace.clone().unwrap_or_default());
+            }
+            if wide {
+                row.push(
+                    serde_json::to_value(ds.spec.mode)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_default(),
+                );
+                row.push(ds.spec.image.clone().unwrap_or_else(|| "(default)".into()));
+                row.push(
+                    status
+                        .and_then(|s| s.message.clone())
+                        .unwrap_or_else(|| NONE.into()),
+                );
             }
             row
         })
@@ -244,17 +269,19 @@ where
     )
 }
 
-/// Renders `items` in `format`; `table` renders the table form.
+/// Renders `items` in `format`; `table` renders the table form (its flag
+/// asks for the wide one).
 pub fn render<K>(
     items: &[K],
     format: Format,
-    table: impl FnOnce(&[K]) -> String,
+    table: impl FnOnce(&[K], bool) -> String,
 ) -> anyhow::Result<String>
 where
     K: Resource<DynamicType = ()> + Serialize,
 {
     Ok(match format {
-        Format::Table => table(items),
+        Format::Table => table(items, false),
+        Format::Wide => table(items, true),
         Format::Json => {
             let mut s = serde_json::to_string_pretty(&list(items)?)?;
             s.push('\n');
@@ -321,7 +348,7 @@ mod tests {
         });
         let fresh = devserver("other", "{}");
         let now = ts("2025-01-01T02:00:00Z");
-        let t = devserver_table(&[running.clone(), fresh], now, false);
+        let t = devserver_table(&[running.clone(), fresh.clone()], now, false, false);
         let lines: Vec<&str> = t.lines().collect();
         assert_eq!(
             lines[0],
@@ -335,7 +362,13 @@ mod tests {
             lines[2],
             "other   -         (default)   -       -         120m"
         );
-        let t = devserver_table(&[running], ts("2025-01-01T09:00:00Z"), true);
+        let w = devserver_table(&[fresh], now, false, true);
+        assert_eq!(
+            w.lines().next().unwrap(),
+            "NAME    PHASE   FLAVOR      OWNER   EXPIRES   AGE    MODE         IMAGE       MESSAGE"
+        );
+        assert!(w.contains("standalone   (default)   -"), "{w}");
+        let t = devserver_table(&[running], ts("2025-01-01T09:00:00Z"), true, false);
         assert!(t.starts_with("NAMESPACE   NAME"), "{t}");
         assert!(t.contains("dev-alice   mydev"), "{t}");
         assert!(t.contains("60m ago"), "{t}");
@@ -383,7 +416,7 @@ mod tests {
         assert_eq!(v["items"][0]["kind"], "DevServer");
         assert_eq!(v["items"][0]["apiVersion"], "devserver.io/v1");
         assert!(v["items"][0]["metadata"].get("managedFields").is_none());
-        let yaml = render(&[devserver("a", "{}")], Format::Yaml, |_| unreachable!()).unwrap();
+        let yaml = render(&[devserver("a", "{}")], Format::Yaml, |_, _| unreachable!()).unwrap();
         let back: Value = serde_yaml::from_str(&yaml).unwrap();
         assert_eq!(back["items"][0]["metadata"]["name"], "a");
     }

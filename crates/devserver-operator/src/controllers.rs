@@ -13,7 +13,7 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-use kube::api::{Api, PartialObjectMeta};
+use kube::api::{Api, ApiResource, DynamicObject, PartialObjectMeta};
 use kube::core::DeserializeGuard;
 use kube::core::error_boundary::InvalidObject;
 use kube::runtime::controller::Action;
@@ -29,12 +29,16 @@ use operator_core::labels::NAME;
 use serde::de::DeserializeOwned;
 
 use crate::build::devserver::{Images, Names};
+use crate::build::sshd::SshLayout;
 use crate::build::{APP_DEVSERVER, APP_USER, USER_LABEL};
+use crate::config::Config;
 use crate::crd::{
     DevServer, DevServerFlavor, DevServerFlavorStatus, DevServerPhase, DevServerStatus,
     DevServerUser, DevServerUserPhase, DevServerUserStatus,
 };
+use crate::metrics::DevServerMetrics;
 use crate::validate::{self, ValidationError};
+use kube::runtime::reflector::Store;
 
 /// Condition type: the spec passed validation.
 pub const ACCEPTED: &str = "Accepted";
@@ -59,6 +63,63 @@ pub struct Context {
     pub now: fn() -> DateTime<Utc>,
     /// Default and SSH server images.
     pub images: Images,
+    /// Where the injected SSH server's files are, and its port.
+    pub ssh: SshLayout,
+    /// The operator's own metrics.
+    pub metrics: DevServerMetrics,
+    /// The DevServer and flavor caches of the controllers (for the gauges).
+    pub caches: Option<Caches>,
+    /// Karpenter's NodePool API, when its CRD was installed at start-up.
+    pub node_pools: Option<ApiResource>,
+}
+
+/// Karpenter's NodePool (`karpenter.sh/v1`).
+pub fn node_pool_resource() -> ApiResource {
+    ApiResource {
+        group: "karpenter.sh".into(),
+        version: "v1".into(),
+        api_version: "karpenter.sh/v1".into(),
+        kind: "NodePool".into(),
+        plural: "nodepools".into(),
+    }
+}
+
+/// Whether Karpenter's NodePool CRD is installed (checked once at start-up:
+/// installing Karpenter later needs an operator restart to be seen).
+async fn node_pools_installed(client: &Client) -> Option<ApiResource> {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    match crds.get_opt("nodepools.karpenter.sh").await {
+        Ok(Some(crd)) if crd.spec.versions.iter().any(|v| v.name == "v1" && v.served) => {
+            tracing::info!("Karpenter NodePools found: flavors can be AUTOSCALED");
+            Some(node_pool_resource())
+        }
+        Ok(_) => None,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot check for Karpenter NodePools; ignoring them");
+            None
+        }
+    }
+}
+
+/// The controllers' in-memory caches.
+#[derive(Clone)]
+pub struct Caches {
+    pub servers: Store<DeserializeGuard<DevServer>>,
+    pub flavors: Store<DeserializeGuard<DevServerFlavor>>,
+}
+
+impl Context {
+    /// Recounts the gauges from the caches (no API call).
+    pub fn recount(&self) {
+        let Some(c) = &self.caches else { return };
+        let servers = c.servers.state();
+        let flavors = c.flavors.state();
+        self.metrics.recount(
+            servers.iter().filter_map(|g| g.0.as_ref().ok()),
+            flavors.iter().filter_map(|g| g.0.as_ref().ok()),
+        );
+    }
 }
 
 /// Why a reconcile failed (an invalid spec is not a failure: it ends in
@@ -89,23 +150,6 @@ impl ReconcileError for Error {
             Error::Apply(e) => e.reason(),
         }
     }
-}
-
-/// The operator's images: `DEVSERVER_DEFAULT_IMAGE` and
-/// `DEVSERVER_SSH_IMAGE` from the environment, else the built-in defaults.
-pub fn images_from_env() -> Images {
-    let mut images = Images::default();
-    if let Ok(v) = std::env::var("DEVSERVER_DEFAULT_IMAGE")
-        && !v.is_empty()
-    {
-        images.default_image = v;
-    }
-    if let Ok(v) = std::env::var("DEVSERVER_SSH_IMAGE")
-        && !v.is_empty()
-    {
-        images.ssh_image = v;
-    }
-    images
 }
 
 /// A metadata-only watch of `api`'s objects, as a trigger stream.
@@ -139,14 +183,14 @@ fn node_shape(node: &Node) -> Option<u64> {
     Some(h.finish())
 }
 
-/// Starts the controllers and returns when the runtime shuts down.
+/// Starts the controllers, configured from the environment (see
+/// [`crate::config`]), and returns when the runtime shuts down.
 pub async fn run(rt: Runtime) -> anyhow::Result<()> {
-    let ctx = Arc::new(Context {
-        client: rt.client.clone(),
-        events: rt.events.clone(),
-        now: Utc::now,
-        images: images_from_env(),
-    });
+    run_with_config(rt, Config::from_env()?).await
+}
+
+/// Starts the controllers with `config`.
+pub async fn run_with_config(rt: Runtime, config: Config) -> anyhow::Result<()> {
     let client = rt.client.clone();
     fn scoped<K>(client: &Client, ns: &Option<String>) -> Api<K>
     where
@@ -171,6 +215,7 @@ pub async fn run(rt: Runtime) -> anyhow::Result<()> {
         concurrency,
     );
     let store = devservers.store();
+    let servers_cache = store.clone();
     let flavor_store = store.clone();
     let pod_store = store.clone();
     let flavor_events = meta_stream(
@@ -302,6 +347,7 @@ pub async fn run(rt: Runtime) -> anyhow::Result<()> {
     let flavors: Api<DeserializeGuard<DevServerFlavor>> = Api::all(client.clone());
     let flavor_controller = guarded_controller(flavors, watcher::Config::default(), concurrency);
     let defaults_store = flavor_controller.store();
+    let flavors_cache = flavor_controller.store();
     let nodes_store = flavor_controller.store();
     let flavor_controller = flavor_controller.watches_stream(
         // Only what decides fit: labels, taints, allocatable, cordoning
@@ -332,7 +378,63 @@ pub async fn run(rt: Runtime) -> anyhow::Result<()> {
                 .collect::<Vec<_>>()
         },
     );
+    let node_pools = node_pools_installed(&client).await;
+    let flavor_controller = match &node_pools {
+        // Any NodePool change re-checks every flavor.
+        Some(ar) => {
+            let pools_store = flavor_controller.store();
+            flavor_controller.watches_stream_with(
+                watcher(
+                    Api::<DynamicObject>::all_with(client.clone(), ar),
+                    watcher::Config::default(),
+                )
+                .default_backoff()
+                .touched_objects(),
+                move |_| {
+                    pools_store
+                        .state()
+                        .into_iter()
+                        .map(|g| ObjectRef::from_obj(g.as_ref()))
+                        .collect::<Vec<_>>()
+                },
+                ar.clone(),
+            )
+        }
+        None => flavor_controller,
+    };
+    let ctx = Arc::new(Context {
+        node_pools,
+        client: rt.client.clone(),
+        events: rt.events.clone(),
+        now: Utc::now,
+        images: config.images,
+        ssh: config.ssh,
+        metrics: DevServerMetrics::register(&rt.metrics),
+        caches: Some(Caches {
+            servers: servers_cache,
+            flavors: flavors_cache,
+        }),
+    });
+    // Deletions run no reconcile: recount the gauges from memory now and
+    // then too.
+    let recount = {
+        let ctx = ctx.clone();
+        let shutdown = rt.shutdown_signal();
+        async move {
+            let tick = async {
+                loop {
+                    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+                    ctx.recount();
+                }
+            };
+            tokio::select! {
+                _ = tick => {}
+                _ = shutdown => {}
+            }
+        }
+    };
     tokio::join!(
+        recount,
         operator_core::controller::run(
             devservers,
             "devserver",
@@ -468,7 +570,25 @@ async fn reconcile_flavor(
                 action: "listing nodes",
                 source,
             })?;
-        status.schedulable = Some(crate::schedulable::schedulable(&obj.spec, &nodes.items));
+        let pools = match &ctx.node_pools {
+            Some(ar) => Api::<DynamicObject>::all_with(ctx.client.clone(), ar)
+                .list(&kube::api::ListParams::default())
+                .await
+                .map_err(|source| Error::Kube {
+                    action: "listing Karpenter NodePools",
+                    source,
+                })?
+                .items
+                .into_iter()
+                .filter_map(|p| serde_json::to_value(p).ok())
+                .collect(),
+            None => Vec::new(),
+        };
+        status.schedulable = Some(crate::schedulable::schedulable_with_pools(
+            &obj.spec,
+            &nodes.items,
+            &pools,
+        ));
     }
     let conflict_was = operator_core::conditions::is_true(&status.conditions, DEFAULT_CONFLICT);
     set_default_conflict(

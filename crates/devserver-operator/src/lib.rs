@@ -7,10 +7,14 @@
 //! - [`reconcile`]: what each controller does.
 //! - [`schedulable`]: whether a flavor fits on a current node.
 //! - [`controllers`]: the controllers started by `devserver-operator run`.
+//! - [`config`]: the operator's configuration.
+//! - [`metrics`]: the operator's own Prometheus metrics.
 
 pub mod build;
+pub mod config;
 pub mod controllers;
 pub mod crd;
+pub mod metrics;
 pub mod reconcile;
 pub mod schedulable;
 pub mod validate;

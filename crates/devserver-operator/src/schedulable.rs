@@ -91,6 +91,65 @@ pub fn schedulable(spec: &DevServerFlavorSpec, nodes: &[Node]) -> Schedulable {
     }
 }
 
+/// Whether a Karpenter NodePool (`karpenter.sh/v1`, as JSON) can launch a
+/// node for the flavor: every `nodeSelector` entry is one of the pool's
+/// template labels or allowed by its requirements (`In` with the value,
+/// `Exists`, or `NotIn` without it), and the flavor tolerates the pool's
+/// taints. (Instance sizes are Karpenter's business: it picks one that fits.)
+pub fn node_pool_matches(spec: &DevServerFlavorSpec, pool: &serde_json::Value) -> bool {
+    let template = &pool["spec"]["template"];
+    let labels = &template["metadata"]["labels"];
+    let requirements = template["spec"]["requirements"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let allowed = |key: &str, value: &str| {
+        if labels[key].as_str() == Some(value) {
+            return true;
+        }
+        requirements.iter().any(|r| {
+            let values: Vec<&str> = r["values"]
+                .as_array()
+                .map(|v| v.iter().filter_map(|x| x.as_str()).collect())
+                .unwrap_or_default();
+            r["key"].as_str() == Some(key)
+                && match r["operator"].as_str() {
+                    Some("In") => values.contains(&value),
+                    Some("Exists") => true,
+                    Some("NotIn") => !values.contains(&value),
+                    _ => false,
+                }
+        })
+    };
+    let selected = spec
+        .node_selector
+        .iter()
+        .flatten()
+        .all(|(k, v)| allowed(k, v));
+    let tolerations = spec.tolerations.clone().unwrap_or_default();
+    let taints: Vec<Taint> =
+        serde_json::from_value(template["spec"]["taints"].clone()).unwrap_or_default();
+    let tolerated = taints
+        .iter()
+        .filter(|t| t.effect == "NoSchedule" || t.effect == "NoExecute")
+        .all(|t| tolerates(&tolerations, t));
+    selected && tolerated
+}
+
+/// [`schedulable`], then `Autoscaled` when no current node fits but a
+/// NodePool can add one.
+pub fn schedulable_with_pools(
+    spec: &DevServerFlavorSpec,
+    nodes: &[Node],
+    pools: &[serde_json::Value],
+) -> Schedulable {
+    match schedulable(spec, nodes) {
+        Schedulable::Yes => Schedulable::Yes,
+        _ if pools.iter().any(|p| node_pool_matches(spec, p)) => Schedulable::Autoscaled,
+        other => other,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,6 +208,67 @@ mod tests {
         assert_eq!(
             schedulable(&sample("flavor-cpu-small.yaml"), &[]),
             Schedulable::Unknown
+        );
+    }
+
+    #[test]
+    fn a_matching_node_pool_makes_an_unfit_flavor_autoscaled() {
+        let large = sample("flavor-gpu-large.yaml");
+        let pool =
+            |labels: serde_json::Value, reqs: serde_json::Value, taints: serde_json::Value| {
+                serde_json::json!({"spec": {"template": {
+                    "metadata": {"labels": labels},
+                    "spec": {"requirements": reqs, "taints": taints}
+                }}})
+            };
+        let gpu_taint = serde_json::json!([{"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}]);
+        let by_label = pool(
+            large
+                .node_selector
+                .clone()
+                .map(serde_json::to_value)
+                .unwrap()
+                .unwrap(),
+            serde_json::json!([]),
+            gpu_taint.clone(),
+        );
+        assert!(node_pool_matches(&large, &by_label));
+        assert_eq!(
+            schedulable_with_pools(&large, &nodes(), &[by_label]),
+            Schedulable::Autoscaled
+        );
+        let keys: Vec<_> = large.node_selector.clone().unwrap().into_keys().collect();
+        let by_requirement = pool(
+            serde_json::json!({}),
+            serde_json::Value::Array(
+                keys.iter()
+                    .map(|k| serde_json::json!({"key": k, "operator": "Exists"}))
+                    .collect(),
+            ),
+            serde_json::json!([]),
+        );
+        assert!(node_pool_matches(&large, &by_requirement));
+        // An untolerated taint, or a selector the pool cannot satisfy.
+        let mut cpu = sample("flavor-cpu-small.yaml");
+        assert!(!node_pool_matches(
+            &cpu,
+            &pool(serde_json::json!({}), serde_json::json!([]), gpu_taint)
+        ));
+        cpu.node_selector = Some(BTreeMap::from([("disk".into(), "ssd".into())]));
+        let other = pool(
+            serde_json::json!({}),
+            serde_json::json!([{"key": "disk", "operator": "In", "values": ["hdd"]}]),
+            serde_json::json!([]),
+        );
+        assert!(!node_pool_matches(&cpu, &other));
+        assert_eq!(
+            schedulable_with_pools(&cpu, &nodes(), &[other]),
+            Schedulable::No
+        );
+        // A fitting node wins over pools.
+        assert_eq!(
+            schedulable_with_pools(&sample("flavor-cpu-small.yaml"), &nodes(), &[]),
+            Schedulable::Yes
         );
     }
 

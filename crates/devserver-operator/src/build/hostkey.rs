@@ -110,15 +110,16 @@ mod tests {
         assert_ne!(generate_ed25519_seed(), generate_ed25519_seed());
     }
 
-    /// OpenSSH itself reads the private key and derives the same public key
-    /// (skipped where `ssh-keygen` is not installed).
+    /// OpenSSH itself reads the private key and derives the same public key.
     #[test]
     fn ssh_keygen_reads_the_private_key() {
-        let Ok(out) = std::process::Command::new("ssh-keygen").arg("-?").output() else {
-            eprintln!("ssh-keygen not installed; skipping");
-            return;
-        };
-        drop(out);
+        assert!(
+            std::process::Command::new("ssh-keygen")
+                .arg("-?")
+                .output()
+                .is_ok(),
+            "ssh-keygen is missing: install openssh-client (hack/test.sh does)"
+        );
         let k = encode_ed25519(&generate_ed25519_seed(), "test");
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("key");

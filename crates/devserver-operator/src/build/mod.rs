@@ -4,9 +4,11 @@
 //! - [`user`]: a DevServerUser's namespace, ServiceAccount, RBAC and quotas.
 //! - [`devserver`]: a DevServer's host keys, home, workload and SSH Service.
 //! - [`hostkey`]: OpenSSH host key encoding.
+//! - [`sshd`]: the injected SSH server's configuration and command.
 
 pub mod devserver;
 pub mod hostkey;
+pub mod sshd;
 pub mod user;
 
 use operator_core::labels::Labels;
@@ -46,7 +48,8 @@ pub fn child_name(base: &str, suffix: &str, max: usize) -> String {
     format!("{head}-{hash}{suffix}")
 }
 
-fn fnv1a(bytes: &[u8]) -> u64 {
+/// FNV-1a: a stable (across releases and processes) 64-bit hash.
+pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf29ce484222325, |h, b| {
         (h ^ u64::from(*b)).wrapping_mul(0x100000001b3)
     })

@@ -300,7 +300,10 @@ pub struct LifecycleSpec {
     pub time_to_live: Option<String>,
 
     /// Stop the server (keeping its home) when no SSH session has been
-    /// active for this long, e.g. `2h`.
+    /// active for this long, e.g. `2h`. The operator asks the pod for
+    /// established SSH connections shortly before the deadline (a Warning
+    /// event when there are none) and at it; an idle stop sets `running` to
+    /// false and `status.stopReason` to `Idle`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 32), pattern(DURATION_PATTERN))]
     #[x_kube(validation = Rule::new(DURATION_POSITIVE).message("idleTimeout must be greater than zero"))]
@@ -342,7 +345,8 @@ pub struct DevServerStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<DevServerPhase>,
 
-    /// Why the server is stopped, e.g. `IdleTimeout`, `Expired` or
+    /// Why the server is stopped: `Idle` (no SSH session for
+    /// `idleTimeout`; `running` was set to false), `Expired` or
     /// `Requested` (`running: false`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_reason: Option<String>,
@@ -359,8 +363,9 @@ pub struct DevServerStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<Time>,
 
-    /// Last time an SSH session was active, as reported by the in-pod SSH
-    /// server.
+    /// Last time the server was seen active: when it became Running, or
+    /// when an idle check (at the idle warning time and deadline) found an
+    /// established SSH connection in the pod.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_activity: Option<Time>,
 
@@ -396,4 +401,8 @@ pub struct SshConnection {
     /// A command that opens a shell, e.g. `devctl ssh <name>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<String>,
+    /// The server's SSH host key (`ssh-ed25519 AAAA...`, public half only),
+    /// for clients to pin: it stays the same across restarts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_public_key: Option<String>,
 }

@@ -22,7 +22,8 @@ use operator_core::apply::{Applier, ApplyError};
 use operator_core::conditions::{ConditionUpdate, from_k8s_time, set_condition, to_k8s_time};
 
 use crate::build::devserver::{
-    DevServerObjects, Inputs, Names, SSH_PORT, devserver_objects, host_key_from_secret,
+    DevServerObjects, Inputs, Names, SSH_PORT, TEMPLATE_HASH, devserver_objects,
+    host_key_from_secret,
 };
 use crate::build::hostkey::{encode_ed25519, generate_ed25519_seed};
 use crate::build::{APP_DEVSERVER, labels};
@@ -44,6 +45,11 @@ pub const EXPIRING: &str = "Expiring";
 pub const STOP_REQUESTED: &str = "Requested";
 /// Stop reason: the time to live ran out.
 pub const STOP_EXPIRED: &str = "Expired";
+/// Stop reason: no SSH session for `idleTimeout`.
+pub const STOP_IDLE: &str = "Idle";
+/// Condition type: no SSH session lately; the server stops soon (a Warning
+/// event goes with it).
+pub const IDLE_SOON: &str = "IdleSoon";
 
 /// Why no flavor can be used.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -118,7 +124,22 @@ pub struct PodSummary {
     pub waiting: Option<String>,
 }
 
-pub fn summarize(pods: &[Pod]) -> PodSummary {
+/// The StatefulSet's current revision once its controller has seen its
+/// latest spec; `None` while a change is not yet observed.
+pub fn update_revision(sts: &StatefulSet) -> Option<String> {
+    let status = sts.status.as_ref()?;
+    (status.observed_generation? >= sts.metadata.generation?)
+        .then(|| status.update_revision.clone())
+        .flatten()
+}
+
+/// Label the StatefulSet controller puts on each pod: its revision.
+const REVISION_LABEL: &str = "controller-revision-hash";
+
+/// Counts the pods; only Ready pods of `revision` (the StatefulSet's
+/// current one) count as ready, so a pod about to be replaced by a rollout
+/// never makes the server Running.
+pub fn summarize(pods: &[Pod], revision: Option<&str>) -> PodSummary {
     let mut s = PodSummary::default();
     for p in pods
         .iter()
@@ -130,9 +151,12 @@ pub fn summarize(pods: &[Pod]) -> PodSummary {
             .as_ref()
             .and_then(|s| s.conditions.as_deref())
             .unwrap_or_default();
-        if conds
-            .iter()
-            .any(|c| c.type_ == "Ready" && c.status == "True")
+        let current =
+            revision.is_some() && p.labels().get(REVISION_LABEL).map(String::as_str) == revision;
+        if current
+            && conds
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True")
         {
             s.ready += 1;
         } else if s.waiting.is_none() {
@@ -145,7 +169,8 @@ pub fn summarize(pods: &[Pod]) -> PodSummary {
                         p.name_any(),
                         c.message.clone().unwrap_or_default()
                     )
-                });
+                })
+                .or_else(|| (!current).then(|| "Rolling out a change to the pods.".to_string()));
         }
     }
     s
@@ -272,14 +297,7 @@ pub async fn reconcile(
         let mut interim = status.clone();
         interim.phase = Some(DevServerPhase::Stopping);
         interim.message = Some("Stopping the pods.".into());
-        interim.stop_reason = Some(
-            if expired {
-                STOP_EXPIRED
-            } else {
-                STOP_REQUESTED
-            }
-            .into(),
-        );
+        interim.stop_reason = Some(stop_reason(expired, obj.status.as_ref()).into());
         set_condition(
             &mut interim.conditions,
             ConditionUpdate::false_(READY, "Stopping", "Stopping the pods.")
@@ -290,24 +308,56 @@ pub async fn reconcile(
     }
 
     let sts_api: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &ns);
-    let mut sts_exists = false;
+    let current_sts = sts_api
+        .get_opt(&names.stateful_set)
+        .await
+        .map_err(kube_err("reading the StatefulSet"))?;
+    let mut sts_exists = current_sts.is_some();
+    let mut revision = current_sts.as_ref().and_then(update_revision);
     let mut ssh_node_port = None;
+    // The host key's public half, for clients to pin (users may read the
+    // DevServer's status but not its Secrets).
+    let mut host_public_key = obj
+        .status
+        .as_ref()
+        .and_then(|s| s.ssh.as_ref())
+        .and_then(|s| s.host_public_key.clone());
     if let Ok(f) = &flavor {
         status.flavor = Some(f.name_any());
         let objs = build(&ctx, obj, &ns, &f.spec, run).await?;
-        let applied = apply(&ctx, obj, objs).await?;
-        sts_exists = true;
-        ssh_node_port = applied
+        host_public_key = host_key_from_secret(&objs.host_keys).map(|k| k.public_line);
+        // A new pod template replaces the pods: say so before they go, so
+        // the status never claims Running for a pod being replaced.
+        let hash = |s: &StatefulSet| {
+            s.metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(TEMPLATE_HASH).cloned())
+        };
+        if run
+            && old_phase == Some(DevServerPhase::Running)
+            && current_sts
+                .as_ref()
+                .is_some_and(|c| hash(c) != hash(&objs.stateful_set))
+        {
+            let mut interim = status.clone();
+            interim.phase = Some(DevServerPhase::Starting);
+            interim.message = Some("Rolling out a change to the pods.".into());
+            set_condition(
+                &mut interim.conditions,
+                ConditionUpdate::false_(READY, "Starting", "Rolling out a change to the pods.")
+                    .observed_generation(generation),
+                now,
+            );
+            write_status(&api, obj, &interim).await?;
+        }
+        let (ssh, sts) = apply(&ctx, obj, objs).await?;
+        sts_exists = sts.is_some();
+        revision = sts.as_ref().and_then(update_revision);
+        ssh_node_port = ssh
             .spec
             .and_then(|s| s.ports)
             .and_then(|p| p.first().and_then(|p| p.node_port));
-    } else if sts_api
-        .get_opt(&names.stateful_set)
-        .await
-        .map_err(kube_err("reading the StatefulSet"))?
-        .is_some()
-    {
-        sts_exists = true;
     }
 
     // The pods, as they really are.
@@ -326,7 +376,7 @@ pub async fn reconcile(
     } else {
         Vec::new()
     };
-    let summary = summarize(&pod_list);
+    let summary = summarize(&pod_list, revision.as_deref());
     let desired = match obj.spec.mode {
         crate::crd::DevServerMode::Distributed => obj
             .spec
@@ -345,19 +395,14 @@ pub async fn reconcile(
     }
     status.phase = Some(phase);
     status.message = Some(message.clone());
-    status.stop_reason = if run {
-        None
-    } else if expired {
-        Some(STOP_EXPIRED.into())
-    } else {
-        Some(STOP_REQUESTED.into())
-    };
+    status.stop_reason = (!run).then(|| stop_reason(expired, obj.status.as_ref()).into());
     status.expires_at = expires.map(to_k8s_time);
     status.ssh = Some(SshConnection {
         service: Some(names.ssh_service.clone()),
         port: Some(SSH_PORT),
         node_port: ssh_node_port,
         command: Some(format!("devctl ssh {name} -n {ns}")),
+        host_public_key,
     });
     // A warning condition (and event) shortly before expiry.
     let expiring = run && is_expiring(expires, created, now);
@@ -390,7 +435,83 @@ pub async fn reconcile(
         now,
     );
 
+    // Idle: the clock starts when the server becomes Running; at the
+    // warning time and at the deadline the pod is asked once for sessions.
+    let idle = if run && phase == DevServerPhase::Running {
+        idle_timeout(&obj.spec)
+    } else {
+        None
+    };
+    if phase != DevServerPhase::Running || idle.is_none() {
+        operator_core::conditions::remove_condition(&mut status.conditions, IDLE_SOON);
+    }
+    if phase == DevServerPhase::Running && old_phase != Some(DevServerPhase::Running) {
+        status.last_activity = Some(to_k8s_time(now));
+    }
+    let mut idle_wakeup = None;
+    let mut idle_soon_new = false;
+    if let Some(timeout) = idle {
+        let last = status
+            .last_activity
+            .as_ref()
+            .map(from_k8s_time)
+            .unwrap_or(now);
+        let (warn_at, _) = idle_times(last, timeout);
+        if now >= warn_at {
+            match sessions(&ctx, &ns, &format!("{}-0", names.stateful_set)).await {
+                Ok(n) if n > 0 => {
+                    status.last_activity = Some(to_k8s_time(now));
+                    operator_core::conditions::remove_condition(&mut status.conditions, IDLE_SOON);
+                    idle_wakeup = Some(idle_times(now, timeout).0);
+                }
+                Ok(_) if now >= idle_times(last, timeout).1 => {
+                    return stop_idle(&ctx, &api, obj, status, timeout, now).await;
+                }
+                Ok(_) => {
+                    idle_soon_new =
+                        find(&status.conditions, IDLE_SOON).is_none_or(|c| c.status != "True");
+                    set_condition(
+                        &mut status.conditions,
+                        ConditionUpdate::true_(
+                            IDLE_SOON,
+                            "NoSession",
+                            "No SSH session is active; the server stops at its idle deadline.",
+                        )
+                        .observed_generation(generation),
+                        now,
+                    );
+                    idle_wakeup = Some(idle_times(last, timeout).1);
+                }
+                Err(e) => {
+                    // Unknown is not idle: keep running and ask again later.
+                    tracing::warn!(%ns, %name, error = %e, "idle check failed");
+                    idle_wakeup = Some(now + IDLE_CHECK_RETRY);
+                }
+            }
+        } else {
+            idle_wakeup = Some(warn_at);
+        }
+    }
+
     write_status(&api, obj, &status).await?;
+    if idle_soon_new {
+        let deadline = status
+            .last_activity
+            .as_ref()
+            .zip(idle)
+            .map(|(l, t)| idle_times(from_k8s_time(l), t).1.to_rfc3339())
+            .unwrap_or_default();
+        ctx.events
+            .warning(
+                obj,
+                "IdleSoon",
+                "IdleStop",
+                format!(
+                    "No SSH session is active; the server stops at {deadline} unless one starts (the home is kept)."
+                ),
+            )
+            .await;
+    }
     if let Err(p) = &flavor
         && flavor_problem_is_new
     {
@@ -399,6 +520,21 @@ pub async fn reconcile(
             .await;
     }
     if old_phase != Some(phase) {
+        if phase == DevServerPhase::Expired {
+            ctx.metrics.expired();
+        }
+        // First Running (lastActivity is set from then on).
+        if phase == DevServerPhase::Running
+            && obj
+                .status
+                .as_ref()
+                .and_then(|s| s.last_activity.as_ref())
+                .is_none()
+            && let Some(c) = created
+        {
+            ctx.metrics
+                .running_after((now - c).num_milliseconds() as f64 / 1000.0);
+        }
         match phase {
             DevServerPhase::Running => {
                 ctx.events
@@ -438,14 +574,128 @@ pub async fn reconcile(
             .await;
     }
 
-    // Wake up at the warning time, then exactly at expiry.
-    match next_wakeup_at(expires, created, now) {
+    ctx.recount();
+    // Wake up at the warning time, then exactly at expiry; and at the idle
+    // check times.
+    let wakeup = match (next_wakeup_at(expires, created, now), idle_wakeup) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    match wakeup {
         Some(at) => {
             let wait = (at - now).to_std().unwrap_or_default() + Duration::from_millis(200);
             Ok(Action::requeue(wait))
         }
         None => Ok(Action::await_change()),
     }
+}
+
+/// Why a server that should not run is stopped: expiry wins; an idle stop
+/// stays recorded until the server is started again.
+fn stop_reason(expired: bool, current: Option<&DevServerStatus>) -> &'static str {
+    if expired {
+        STOP_EXPIRED
+    } else if current.and_then(|s| s.stop_reason.as_deref()) == Some(STOP_IDLE) {
+        STOP_IDLE
+    } else {
+        STOP_REQUESTED
+    }
+}
+
+/// How long to wait before asking again when the idle check fails.
+const IDLE_CHECK_RETRY: chrono::Duration = chrono::Duration::seconds(60);
+
+/// `lifecycle.idleTimeout`, if set.
+pub fn idle_timeout(spec: &DevServerSpec) -> Option<chrono::Duration> {
+    let t = spec.lifecycle.as_ref()?.idle_timeout.as_deref()?;
+    chrono::Duration::from_std(operator_core::duration::parse_duration(t).ok()?).ok()
+}
+
+/// When to warn and when to stop for a server last active at `last`: the
+/// warning a tenth of the timeout (at most 15 minutes) before the deadline.
+pub fn idle_times(
+    last: DateTime<Utc>,
+    timeout: chrono::Duration,
+) -> (DateTime<Utc>, DateTime<Utc>) {
+    let deadline = last + timeout;
+    let lead = (timeout / 10).min(chrono::Duration::minutes(15));
+    (deadline - lead, deadline)
+}
+
+/// Asks the pod how many SSH sessions are established (see
+/// [`crate::build::sshd::activity_command`]).
+async fn sessions(ctx: &Context, ns: &str, pod: &str) -> Result<usize, String> {
+    use tokio::io::AsyncReadExt;
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
+    let check = async {
+        let mut attached = pods
+            .exec(
+                pod,
+                crate::build::sshd::activity_command(&ctx.ssh),
+                &kube::api::AttachParams::default()
+                    .stdin(false)
+                    .stdout(true)
+                    .stderr(false),
+            )
+            .await
+            .map_err(|e| format!("exec into {pod}: {e}"))?;
+        let mut out = String::new();
+        if let Some(mut stdout) = attached.stdout() {
+            stdout
+                .read_to_string(&mut out)
+                .await
+                .map_err(|e| format!("reading the idle check of {pod}: {e}"))?;
+        }
+        let _ = attached.join().await;
+        Ok(crate::build::sshd::active_sessions(&out, ctx.ssh.port))
+    };
+    tokio::time::timeout(Duration::from_secs(20), check)
+        .await
+        .map_err(|_| format!("the idle check of {pod} timed out"))?
+}
+
+/// Stops an idle server: records the reason, then sets `running: false`
+/// (so `devctl start` or `running: true` starts it again; the home stays).
+async fn stop_idle(
+    ctx: &Context,
+    api: &Api<DevServer>,
+    obj: &DevServer,
+    mut status: DevServerStatus,
+    timeout: chrono::Duration,
+    now: DateTime<Utc>,
+) -> Result<Action, Error> {
+    status.phase = Some(DevServerPhase::Stopping);
+    status.stop_reason = Some(STOP_IDLE.into());
+    status.message = Some("No SSH session for the idle timeout; stopping.".into());
+    operator_core::conditions::remove_condition(&mut status.conditions, IDLE_SOON);
+    set_condition(
+        &mut status.conditions,
+        ConditionUpdate::false_(READY, "Stopping", "Stopping the pods (idle).")
+            .observed_generation(obj.meta().generation),
+        now,
+    );
+    write_status(api, obj, &status).await?;
+    api.patch(
+        &obj.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({"spec": {"running": false}})),
+    )
+    .await
+    .map_err(kube_err("stopping the idle server"))?;
+    ctx.metrics.idle_stopped();
+    ctx.recount();
+    ctx.events
+        .warning(
+            obj,
+            "IdleStopped",
+            "IdleStop",
+            format!(
+                "No SSH session for {}s; the server was stopped (the home is kept; set running: true to start it).",
+                timeout.num_seconds()
+            ),
+        )
+        .await;
+    Ok(Action::await_change())
 }
 
 /// How long before expiry the `ExpiringSoon` warning comes: a tenth of the
@@ -546,13 +796,18 @@ async fn build(
         host_key: &host_key,
         authorized_keys: &authorized,
         images: &ctx.images,
+        layout: &ctx.ssh,
         run,
     }))
 }
 
 /// Applies the children and prunes Services no longer built. Returns the
-/// applied SSH Service.
-async fn apply(ctx: &Context, obj: &DevServer, o: DevServerObjects) -> Result<Service, Error> {
+/// applied SSH Service and StatefulSet (none while it is being replaced).
+async fn apply(
+    ctx: &Context,
+    obj: &DevServer,
+    o: DevServerObjects,
+) -> Result<(Service, Option<StatefulSet>), Error> {
     let applier = Applier::new(ctx.client.clone(), DEVSERVER_MANAGER, obj)?;
     applier.apply(o.host_keys).await?;
     applier.apply(o.ssh_config).await?;
@@ -576,7 +831,7 @@ async fn apply(ctx: &Context, obj: &DevServer, o: DevServerObjects) -> Result<Se
             }
         }
     }
-    apply_stateful_set(ctx, &applier, o.stateful_set).await?;
+    let sts = apply_stateful_set(ctx, &applier, o.stateful_set).await?;
     let mut keep = BTreeSet::new();
     keep.insert(o.ssh_service.name_any());
     let ssh = applier.apply(o.ssh_service).await?;
@@ -586,7 +841,7 @@ async fn apply(ctx: &Context, obj: &DevServer, o: DevServerObjects) -> Result<Se
     }
     let ns = obj.namespace().unwrap_or_default();
     applier.prune::<Service>(&ns, &keep).await?;
-    Ok(ssh)
+    Ok((ssh, sts))
 }
 
 /// Applies the StatefulSet; when an edit touches a field the API server
@@ -597,9 +852,9 @@ async fn apply_stateful_set(
     ctx: &Context,
     applier: &Applier,
     sts: StatefulSet,
-) -> Result<(), Error> {
+) -> Result<Option<StatefulSet>, Error> {
     match applier.apply(sts.clone()).await {
-        Ok(_) => Ok(()),
+        Ok(applied) => Ok(Some(applied)),
         Err(ApplyError::Apply {
             source: kube::Error::Api(e),
             ..
@@ -612,7 +867,7 @@ async fn apply_stateful_set(
                 .await
                 .map_err(kube_err("replacing the StatefulSet"))?;
             // Applied again once it is gone (its deletion wakes us up).
-            Ok(())
+            Ok(None)
         }
         Err(e) => Err(e.into()),
     }
@@ -687,7 +942,7 @@ mod tests {
 
     fn pod(ready: bool) -> Pod {
         serde_json::from_value(serde_json::json!({
-            "metadata": {"name": "p"},
+            "metadata": {"name": "p", "labels": {"controller-revision-hash": "r2"}},
             "status": {"conditions": [{"type": "Ready", "status": if ready {"True"} else {"False"}}]}
         }))
         .unwrap()
@@ -695,7 +950,7 @@ mod tests {
 
     #[test]
     fn running_only_when_every_pod_is_ready() {
-        let p = |pods: &[Pod]| summarize(pods);
+        let p = |pods: &[Pod]| summarize(pods, Some("r2"));
         assert_eq!(
             derive_phase(true, false, 1, &p(&[]), false).0,
             DevServerPhase::Pending
@@ -708,6 +963,15 @@ mod tests {
             derive_phase(true, false, 1, &p(&[pod(true)]), true).0,
             DevServerPhase::Running
         );
+        // A ready pod of an older revision, or before the StatefulSet
+        // controller saw the change, is being replaced: Starting.
+        for rev in [Some("r3"), None] {
+            let s = summarize(&[pod(true)], rev);
+            assert_eq!(s.ready, 0);
+            let (phase, msg) = derive_phase(true, false, 1, &s, true);
+            assert_eq!(phase, DevServerPhase::Starting);
+            assert!(msg.contains("Rolling out"), "{msg}");
+        }
         assert_eq!(
             derive_phase(true, false, 2, &p(&[pod(true)]), true).0,
             DevServerPhase::Starting
