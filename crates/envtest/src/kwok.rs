@@ -336,10 +336,47 @@ pub async fn forward_port(
     .await
 }
 
-/// Adds a KWOK `Stage` (for example to make custom resources progress).
+/// Adds KWOK `Stage`s (for example to make custom resources progress).
+///
+/// KWOK reads a kind's OpenAPI v3 schema when it starts the kind's stage
+/// controller and gives up when it is missing, which it is for a moment
+/// after a CRD is established: so this waits until the API server
+/// publishes the stage's group version first.
 pub async fn apply_stage(client: &Client, stage_yaml: &str) -> anyhow::Result<()> {
+    for doc in manifest::parse_documents(stage_yaml)? {
+        if let Some(gv) = doc.data["spec"]["resourceRef"]["apiGroup"].as_str() {
+            wait_openapi_v3(client, gv, Duration::from_secs(30)).await?;
+        }
+    }
     manifest::apply_yaml(client, stage_yaml, "default", FIELD_MANAGER).await?;
     Ok(())
+}
+
+/// Waits until `/openapi/v3` lists `group_version` (`v1` or `group/version`).
+pub async fn wait_openapi_v3(
+    client: &Client,
+    group_version: &str,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let path = if group_version.contains('/') {
+        format!("apis/{group_version}")
+    } else {
+        format!("api/{group_version}")
+    };
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let request = http::Request::get("/openapi/v3").body(Vec::new())?;
+        let index: serde_json::Value = client.request(request).await?;
+        if index["paths"].get(&path).is_some() {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            anyhow::bail!(
+                "the API server does not publish the OpenAPI v3 schema of {group_version} after {timeout:?}"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// Makes `kubectl logs` of `pod` read `logs_file` (CRI log format:

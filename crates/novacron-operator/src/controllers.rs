@@ -1,8 +1,7 @@
-//! The controllers of the operator. At this stage each one validates its
-//! objects and reports the result: `observedGeneration`, an `Accepted`
-//! condition (with the validation message when the spec is invalid, plus a
-//! Warning event) and the phase `Pending`. Provisioning (launcher pods, disks,
-//! migrations, snapshots) builds on this.
+//! The controllers of the operator: VirtualMachines (run in launcher pods by
+//! [`crate::reconcile`]) and VirtualMachineMigrations (validated and
+//! reported `Pending`; migrations themselves come with the next issue), the
+//! admission webhook ([`crate::webhook`]) and the NovaCron metrics.
 
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -23,10 +22,18 @@ use operator_core::status::apply_status;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod};
+use kube::runtime::reflector::Store;
+use operator_core::controller::owned_children;
+
 use crate::crd::{
     ACCEPTED, MigrationPhase, VirtualMachine, VirtualMachineMigration,
-    VirtualMachineMigrationStatus, VirtualMachineStatus, VmPhase,
+    VirtualMachineMigrationStatus, VmPhase,
 };
+use crate::metrics::VmMetrics;
+use crate::provider::LauncherProvider;
+use crate::settings::Settings;
 use crate::validate::{self, InvalidSpec};
 
 /// The operator's name: event reporter and field manager prefix.
@@ -61,33 +68,66 @@ pub struct Context {
     pub events: Events,
 }
 
-/// Starts every controller and runs them until the runtime shuts down.
+/// Starts every controller (and the admission webhook when configured) with
+/// the settings from the environment, until the runtime shuts down.
 pub async fn run(rt: Runtime) -> anyhow::Result<()> {
+    run_with(rt, Settings::from_env()?).await
+}
+
+/// [`run`] with explicit settings (tests use this).
+pub async fn run_with(rt: Runtime, settings: Settings) -> anyhow::Result<()> {
+    let vm_metrics = VmMetrics::register(&rt.metrics);
+    let webhook = match &settings.webhook {
+        Some(w) => Some(
+            crate::webhook::start(
+                rt.client.clone(),
+                w.clone(),
+                vm_metrics.clone(),
+                rt.shutdown_token(),
+            )
+            .await?,
+        ),
+        None => None,
+    };
+    let vm_ctx = Arc::new(crate::reconcile::Context {
+        client: rt.client.clone(),
+        events: rt.events.clone(),
+        provider: LauncherProvider::new(rt.client.clone()),
+        metrics: vm_metrics.clone(),
+        settings,
+        now: Utc::now,
+    });
     let ctx = Arc::new(Context {
         client: rt.client.clone(),
         events: rt.events.clone(),
     });
     let concurrency = rt.args.concurrency;
+    let ns = rt.args.watch_namespace.as_deref();
+    // Children wake their VM: pods (readiness, phase), claims (binding),
+    // importer Jobs (completion), launch ConfigMaps; metadata only.
+    let vm_controller = guarded_controller(
+        operator_core::controller::scoped_api::<DeserializeGuard<VirtualMachine>>(&rt.client, ns),
+        watcher::Config::default(),
+        concurrency,
+    )
+    .owns_stream(owned_children::<Pod>(&rt.client, ns))
+    .owns_stream(owned_children::<PersistentVolumeClaim>(&rt.client, ns))
+    .owns_stream(owned_children::<Job>(&rt.client, ns))
+    .owns_stream(owned_children::<ConfigMap>(&rt.client, ns));
+    let store = vm_controller.store();
+    let inventory = inventory_loop(store, vm_metrics, rt.shutdown_token());
     let vms = operator_core::controller::run(
-        guarded_controller(
-            operator_core::controller::scoped_api::<DeserializeGuard<VirtualMachine>>(
-                &rt.client,
-                rt.args.watch_namespace.as_deref(),
-            ),
-            watcher::Config::default(),
-            concurrency,
-        ),
+        vm_controller,
         "virtualmachine",
         rt.metrics.clone(),
-        ctx.clone(),
-        reconcile_vm,
+        vm_ctx,
+        crate::reconcile::reconcile,
         rt.shutdown_signal(),
     );
     let migrations = operator_core::controller::run(
         guarded_controller(
             operator_core::controller::scoped_api::<DeserializeGuard<VirtualMachineMigration>>(
-                &rt.client,
-                rt.args.watch_namespace.as_deref(),
+                &rt.client, ns,
             ),
             watcher::Config::default(),
             concurrency,
@@ -98,32 +138,48 @@ pub async fn run(rt: Runtime) -> anyhow::Result<()> {
         reconcile_migration,
         rt.shutdown_signal(),
     );
-    futures::join!(vms, migrations);
+    futures::join!(vms, migrations, inventory);
+    if let Some(w) = webhook {
+        w.abort();
+    }
     Ok(())
 }
 
-/// Reconciles one VirtualMachine.
-pub async fn reconcile_vm(
-    guard: Arc<DeserializeGuard<VirtualMachine>>,
-    ctx: Arc<Context>,
-) -> Result<Action, Error> {
-    let vm = match &guard.0 {
-        Ok(vm) => vm,
-        Err(invalid) => return undecodable(guard.as_ref(), &invalid.error, &ctx).await,
-    };
-    let verdict = validate::validate_vm(&vm.name_any(), &vm.spec);
-    let mut status = vm.status.clone().unwrap_or_default();
-    status.phase = Some(VmPhase::Pending);
-    finish(
-        vm,
-        status,
-        |s: &mut VirtualMachineStatus| (&mut s.observed_generation, &mut s.conditions),
-        verdict,
-        VM_MANAGER,
-        &ctx,
-    )
-    .await
+/// Refreshes `novacron_vm_total` from the controller's cache every few
+/// seconds (no API calls), and drops usage series of deleted VMs.
+async fn inventory_loop(
+    store: Store<DeserializeGuard<VirtualMachine>>,
+    metrics: VmMetrics,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    loop {
+        let vms: Vec<(String, String, String)> = store
+            .state()
+            .iter()
+            .filter_map(|g| g.0.as_ref().ok())
+            .map(|vm| {
+                let phase = vm
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.phase)
+                    .unwrap_or(VmPhase::Pending);
+                (
+                    vm.namespace().unwrap_or_default(),
+                    vm.name_any(),
+                    format!("{phase:?}"),
+                )
+            })
+            .collect();
+        metrics.set_inventory(&vms);
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(INVENTORY_INTERVAL) => {}
+        }
+    }
 }
+
+/// How often `novacron_vm_total` is recomputed.
+pub const INVENTORY_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Reconciles one VirtualMachineMigration.
 pub async fn reconcile_migration(

@@ -68,6 +68,9 @@ struct Inner {
     // Behind a lock so an operator can add its own metrics once the runtime
     // has created the registry (see `Metrics::register`).
     registry: std::sync::Mutex<Registry>,
+    // Metrics whose names an operator's documents fix (no `operator_`
+    // prefix), see `Metrics::register_unprefixed`.
+    unprefixed: std::sync::Mutex<Registry>,
     reconciles: Family<ControllerLabels, Counter>,
     errors: Family<ErrorLabels, Counter>,
     durations: Family<ControllerLabels, Histogram, fn() -> Histogram>,
@@ -131,6 +134,7 @@ impl Metrics {
         Metrics {
             inner: Arc::new(Inner {
                 registry: std::sync::Mutex::new(registry),
+                unprefixed: std::sync::Mutex::new(Registry::default()),
                 reconciles,
                 errors,
                 durations,
@@ -217,6 +221,21 @@ impl Metrics {
         self.registry().register(name, help, metric);
     }
 
+    /// Adds an operator's own metric under exactly `name` (no `operator_`
+    /// prefix), for metrics whose names an original project documented.
+    pub fn register_unprefixed(
+        &self,
+        name: &str,
+        help: &str,
+        metric: impl prometheus_client::registry::Metric,
+    ) {
+        self.inner
+            .unprefixed
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .register(name, help, metric);
+    }
+
     fn registry(&self) -> std::sync::MutexGuard<'_, Registry> {
         self.inner
             .registry
@@ -227,7 +246,16 @@ impl Metrics {
     /// All metrics in the OpenMetrics text format (see [`CONTENT_TYPE`]).
     pub fn encode(&self) -> String {
         let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.registry())
+        let unprefixed = self
+            .inner
+            .unprefixed
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        prometheus_client::encoding::text::encode_registry(&mut out, &self.registry())
+            .and_then(|()| {
+                prometheus_client::encoding::text::encode_registry(&mut out, &unprefixed)
+            })
+            .and_then(|()| prometheus_client::encoding::text::encode_eof(&mut out))
             .expect("encoding into a String cannot fail");
         out
     }
@@ -440,6 +468,22 @@ mod tests {
             text.contains("# HELP operator_workshops Workshops by phase."),
             "{text}"
         );
+    }
+
+    #[test]
+    fn unprefixed_metrics_keep_their_names() {
+        let metrics = Metrics::new();
+        let vms = Family::<ControllerLabels, prometheus_client::metrics::gauge::Gauge>::default();
+        metrics.register_unprefixed("novacron_vm", "VMs", vms.clone());
+        vms.get_or_create(&ControllerLabels {
+            controller: "x".into(),
+        })
+        .set(2);
+        let text = metrics.encode();
+        assert!(text.contains("novacron_vm{controller=\"x\"} 2"), "{text}");
+        assert!(!text.contains("operator_novacron"), "{text}");
+        assert_eq!(text.matches("# EOF").count(), 1, "{text}");
+        assert!(text.ends_with("# EOF\n"), "{text}");
     }
 
     #[test]

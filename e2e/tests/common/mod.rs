@@ -29,6 +29,9 @@ pub struct Case {
     /// Files under `deploy/<op>/samples/`, applied in this order into a test
     /// namespace. Every custom object in them must end with `Accepted=True`.
     pub samples: &'static [&'static str],
+    /// Whether the operator creates pods itself (NovaCron's launcher pods);
+    /// the others only create workloads that own pods.
+    pub creates_pods: bool,
 }
 
 pub const WORKSHOP: Case = Case {
@@ -37,6 +40,7 @@ pub const WORKSHOP: Case = Case {
     deployment: "orchestra-operator",
     service_account: "orchestra-operator",
     samples: &["workshop-example.yaml"],
+    creates_pods: false,
 };
 
 pub const DEVSERVER: Case = Case {
@@ -50,6 +54,7 @@ pub const DEVSERVER: Case = Case {
         "devserveruser.yaml",
         "devserver-volumes.yaml",
     ],
+    creates_pods: false,
 };
 
 pub const JVS: Case = Case {
@@ -61,6 +66,7 @@ pub const JVS: Case = Case {
         "jvs.io_v1alpha1_workspace.yaml",
         "jvs.io_v1alpha1_snapshot.yaml",
     ],
+    creates_pods: false,
 };
 
 pub const NOVACRON: Case = Case {
@@ -69,6 +75,7 @@ pub const NOVACRON: Case = Case {
     deployment: "novacron-controller-manager",
     service_account: "novacron-controller-manager",
     samples: &["my-vm.yaml"],
+    creates_pods: true,
 };
 
 /// After an install (kustomize or Helm) of `case` in the cluster: its CRDs
@@ -315,9 +322,16 @@ pub fn check_can_i(case: &Case, kubeconfig: &Path, test_ns: &str) {
             case.op
         );
     }
+    let create_pods = &["create", "pods", "-n", test_ns][..];
+    assert_eq!(
+        can_i(create_pods),
+        case.creates_pods,
+        "{}: may create pods: {}",
+        case.op,
+        !case.creates_pods
+    );
     for args in [
         &["*", "*"][..],
-        &["create", "pods", "-n", test_ns],
         &["delete", "customresourcedefinitions.apiextensions.k8s.io"],
         &["update", "leases.coordination.k8s.io", "-n", "kube-system"],
     ] {
