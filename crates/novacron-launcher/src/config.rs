@@ -14,6 +14,14 @@ pub const DEFAULT_CONFIG_PATH: &str = "/etc/novacron/launch.json";
 pub const CONTROL_PORT: u16 = 8100;
 /// Name of the control port on the launcher pod.
 pub const CONTROL_PORT_NAME: &str = "control";
+/// Port the migration target's QEMU listens on (named `migration`).
+pub const MIGRATION_PORT: u16 = 8101;
+/// Name of the migration port on the launcher pod.
+pub const MIGRATION_PORT_NAME: &str = "migration";
+/// Where the operator mounts the migration TLS Secret (QEMU's file names:
+/// `ca-cert.pem`, `server-cert.pem`, `server-key.pem`, `client-cert.pem`,
+/// `client-key.pem`).
+pub const DEFAULT_MIGRATION_TLS_DIR: &str = "/etc/novacron/migration-tls";
 /// Default directory for the QMP socket, serial log and cloud-init seed.
 pub const DEFAULT_RUN_DIR: &str = "/var/run/novacron";
 
@@ -81,6 +89,53 @@ pub struct LaunchConfig {
     /// the container's termination state). Skipped when it cannot be written.
     #[serde(default = "default_termination_log")]
     pub termination_message_path: PathBuf,
+    /// Set on a migration target: QEMU starts with `-incoming defer` and
+    /// waits for the source instead of booting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incoming: Option<IncomingConfig>,
+    /// Directory of the migration TLS certificates; default
+    /// [`DEFAULT_MIGRATION_TLS_DIR`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migration_tls_dir: Option<PathBuf>,
+}
+
+/// The receiving side of a live migration.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IncomingConfig {
+    /// `host:port` QEMU listens on for the migration stream.
+    #[serde(default = "default_incoming_listen")]
+    pub listen: String,
+    /// Page compression; must match the source's request.
+    #[serde(default)]
+    pub compression: crate::api::Compression,
+    /// multifd channels (default 2 when compressing); must match the source.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub multifd_channels: Option<u8>,
+    /// Require TLS (server certificate from the migration TLS directory,
+    /// client certificates verified against its CA).
+    #[serde(default)]
+    pub tls: bool,
+    /// Give up (QEMU quits, exit 4, `IncomingMigrationTimeout`) when the VM
+    /// has not arrived within this many seconds of QEMU's start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_seconds: Option<u64>,
+}
+
+impl Default for IncomingConfig {
+    fn default() -> Self {
+        IncomingConfig {
+            listen: default_incoming_listen(),
+            compression: crate::api::Compression::None,
+            multifd_channels: None,
+            tls: false,
+            timeout_seconds: None,
+        }
+    }
+}
+
+fn default_incoming_listen() -> String {
+    format!("0.0.0.0:{MIGRATION_PORT}")
 }
 
 impl LaunchConfig {
@@ -107,7 +162,16 @@ impl LaunchConfig {
             control_port: CONTROL_PORT,
             qemu_binary: default_qemu_binary(),
             termination_message_path: default_termination_log(),
+            incoming: None,
+            migration_tls_dir: None,
         }
+    }
+
+    /// The migration TLS directory.
+    pub fn migration_tls_dir(&self) -> PathBuf {
+        self.migration_tls_dir
+            .clone()
+            .unwrap_or_else(|| DEFAULT_MIGRATION_TLS_DIR.into())
     }
 
     /// Reads and checks a config file.
@@ -189,6 +253,16 @@ impl LaunchConfig {
                 return bad(format!("{what} hook exec.command is empty"));
             }
         }
+        if let Some(inc) = &self.incoming {
+            crate::api::split_host_port(&inc.listen)
+                .map_err(|e| ConfigError::Invalid(format!("incoming.listen: {e}")))?;
+            if inc.multifd_channels == Some(0) {
+                return bad("incoming.multifdChannels must be at least 1".into());
+            }
+            if inc.timeout_seconds == Some(0) {
+                return bad("incoming.timeoutSeconds must be positive".into());
+            }
+        }
         Ok(())
     }
 
@@ -209,6 +283,13 @@ impl LaunchConfig {
     /// Where the launcher writes the cloud-init seed ISO.
     pub fn seed_iso_path(&self) -> PathBuf {
         self.run_dir.join("cidata.iso")
+    }
+
+    /// Marker written after the VM migrated away: the run directory (an
+    /// emptyDir) outlives a container restart, and a restarted source must
+    /// not boot the VM a second time next to the target (same disks).
+    pub fn migrated_marker_path(&self) -> PathBuf {
+        self.run_dir.join("migrated-away")
     }
 }
 
@@ -561,6 +642,32 @@ mod tests {
             resource_env: None,
         });
         assert!(c.check().unwrap_err().to_string().contains("pciAddress"));
+    }
+
+    #[test]
+    fn incoming_defaults_and_checks() {
+        let json = r#"{"name":"web","namespace":"ns","uid":"u1","vcpus":1,"memoryBytes":268435456,
+            "incoming":{"tls":true,"compression":"zstd"}}"#;
+        let c: LaunchConfig = serde_json::from_str(json).unwrap();
+        let inc = c.incoming.as_ref().unwrap();
+        assert_eq!(inc.listen, "0.0.0.0:8101");
+        assert_eq!(inc.compression, crate::api::Compression::Zstd);
+        assert_eq!(
+            c.migration_tls_dir(),
+            PathBuf::from("/etc/novacron/migration-tls")
+        );
+        c.check().unwrap();
+        let mut bad = c.clone();
+        bad.incoming.as_mut().unwrap().listen = "8101".into();
+        assert!(
+            bad.check()
+                .unwrap_err()
+                .to_string()
+                .contains("incoming.listen")
+        );
+        // A config without the new fields serializes as before.
+        let plain = serde_json::to_value(LaunchConfig::new("a", "b", "c", 1, 1 << 30)).unwrap();
+        assert!(plain.get("incoming").is_none() && plain.get("migrationTlsDir").is_none());
     }
 
     #[test]

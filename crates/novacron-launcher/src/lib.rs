@@ -14,6 +14,7 @@ pub mod hooks;
 pub mod http_get;
 pub mod import;
 pub mod migration;
+pub mod migrator;
 pub mod qemu;
 pub mod qmp;
 pub mod server;

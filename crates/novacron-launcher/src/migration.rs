@@ -1,17 +1,23 @@
-//! Building blocks for live migration (used by the next issue's migration
-//! controller and launcher endpoints): pure builders of the QMP arguments
-//! and QEMU options, and a parser of `query-migrate`.
+//! Building blocks for live migration: pure builders of the QMP arguments
+//! and QEMU options, and parsers of `query-migrate` and the read-back
+//! capabilities/parameters. The launcher drives them in [`crate::migrator`].
 //!
 //! Flow (both launchers): the target starts QEMU with [`incoming_args`]
-//! (`-incoming defer`) and the same command line, applies
-//! [`capabilities`]/[`parameters`], then [`migrate_incoming`]; the source
-//! applies the same capabilities/parameters and runs [`migrate`], polling
-//! `query-migrate` ([`progress`]) until `completed`.
+//! (`-incoming defer`) and the same command line, adds the TLS credentials
+//! ([`tls_object_add`]), applies [`capabilities`]/[`parameters`], then
+//! [`incoming_uri`]; the source does the same and runs [`migrate`],
+//! polling `query-migrate` ([`progress`]) until `completed`.
 
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+
+pub use crate::api::{Compression, MigrationProgress, MigrationSettings};
+
+/// `max-bandwidth` used when no cap is asked for: QEMU's default is a
+/// 128 MiB/s cap, far below a datacenter link; 1 TiB/s means "none".
+pub const UNLIMITED_BANDWIDTH: u64 = 1 << 40;
 
 /// Migration tuning, mirroring the VM's `migrationPolicy`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -20,9 +26,9 @@ pub struct MigrationOptions {
     /// Bandwidth cap in bytes per second (QEMU `max-bandwidth`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_bandwidth_bytes: Option<u64>,
-    /// Compress pages with zstd over multifd channels.
+    /// Compress pages over multifd channels.
     #[serde(default)]
-    pub compression: bool,
+    pub compression: Compression,
     /// Parallel multifd channels (default 2 when compression is on).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub multifd_channels: Option<u8>,
@@ -39,6 +45,17 @@ pub struct MigrationOptions {
     /// (source) or `server-cert.pem`/`server-key.pem` (target).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_dir: Option<PathBuf>,
+    /// Name the server certificate must carry (source; default the host of
+    /// the URI).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_hostname: Option<String>,
+}
+
+impl MigrationOptions {
+    /// Whether multifd channels are used.
+    pub fn multifd(&self) -> bool {
+        self.compression != Compression::None || self.multifd_channels.is_some()
+    }
 }
 
 /// Which side of the migration a launcher is.
@@ -75,15 +92,42 @@ pub fn tls_object_args(opts: &MigrationOptions, side: Side) -> Vec<String> {
     ]
 }
 
+/// `object-add` arguments of the TLS credentials for the side (added at
+/// migration time, so certificates rotated in the mounted Secret are read
+/// fresh), or None without TLS.
+pub fn tls_object_add(opts: &MigrationOptions, side: Side) -> Option<Value> {
+    let dir = opts.tls_dir.as_ref()?;
+    let endpoint = match side {
+        Side::Source => "client",
+        Side::Target => "server",
+    };
+    Some(json!({
+        "qom-type": "tls-creds-x509",
+        "id": TLS_CREDS_ID,
+        "dir": dir.to_string_lossy(),
+        "endpoint": endpoint,
+        "verify-peer": true,
+    }))
+}
+
+/// The certificate files QEMU reads for the side (for a clear error
+/// before QEMU's own).
+pub fn tls_files(side: Side) -> [&'static str; 3] {
+    match side {
+        Side::Source => ["ca-cert.pem", "client-cert.pem", "client-key.pem"],
+        Side::Target => ["ca-cert.pem", "server-cert.pem", "server-key.pem"],
+    }
+}
+
 /// Arguments of `migrate-set-capabilities` (same on both sides).
 pub fn capabilities(opts: &MigrationOptions) -> Value {
     let caps = [
-        (
-            "multifd",
-            opts.compression || opts.multifd_channels.is_some(),
-        ),
+        ("multifd", opts.multifd()),
         ("auto-converge", opts.auto_converge),
         ("postcopy-ram", opts.post_copy),
+        // MIGRATION events let the target follow the stream without
+        // polling QMP (polling the loading side stretches the downtime).
+        ("events", true),
     ];
     json!({
         "capabilities": caps.iter().map(|(c, on)| json!({"capability": c, "state": on})).collect::<Vec<_>>()
@@ -91,33 +135,54 @@ pub fn capabilities(opts: &MigrationOptions) -> Value {
 }
 
 /// Arguments of `migrate-set-parameters` (same on both sides; the bandwidth
-/// only matters on the source).
+/// only matters on the source). Every setting is explicit, so a retry after
+/// a TLS or compressed attempt does not inherit the previous one.
 pub fn parameters(opts: &MigrationOptions) -> Value {
     let mut p = serde_json::Map::new();
-    if let Some(bw) = opts.max_bandwidth_bytes {
-        p.insert("max-bandwidth".into(), json!(bw));
-    }
-    if opts.compression || opts.multifd_channels.is_some() {
+    p.insert(
+        "max-bandwidth".into(),
+        json!(opts.max_bandwidth_bytes.unwrap_or(UNLIMITED_BANDWIDTH)),
+    );
+    if opts.multifd() {
         p.insert(
             "multifd-channels".into(),
             json!(opts.multifd_channels.unwrap_or(2)),
         );
     }
-    if opts.compression {
-        p.insert("multifd-compression".into(), json!("zstd"));
-    }
+    p.insert(
+        "multifd-compression".into(),
+        json!(opts.compression.as_str()),
+    );
     if let Some(ms) = opts.downtime_limit_ms {
         p.insert("downtime-limit".into(), json!(ms));
     }
-    if opts.tls_dir.is_some() {
-        p.insert("tls-creds".into(), json!(TLS_CREDS_ID));
-    }
+    let tls = opts.tls_dir.is_some();
+    p.insert(
+        "tls-creds".into(),
+        json!(if tls { TLS_CREDS_ID } else { "" }),
+    );
+    p.insert(
+        "tls-hostname".into(),
+        json!(opts.tls_hostname.as_deref().filter(|_| tls).unwrap_or("")),
+    );
     Value::Object(p)
 }
 
 /// `migrate-incoming` arguments for the target (`tcp:0.0.0.0:PORT`).
 pub fn migrate_incoming(port: u16) -> Value {
     json!({ "uri": format!("tcp:0.0.0.0:{port}") })
+}
+
+/// `migrate-incoming` arguments for a `host:port` listen address.
+pub fn incoming_uri(listen: &str) -> Result<Value, String> {
+    let (host, port) = crate::api::split_host_port(listen)?;
+    Ok(migrate(&host, port))
+}
+
+/// `migrate` arguments for a `host:port` target.
+pub fn migrate_to(target: &str) -> Result<Value, String> {
+    let (host, port) = crate::api::split_host_port(target)?;
+    Ok(migrate(&host, port))
 }
 
 /// `migrate` arguments for the source.
@@ -128,33 +193,6 @@ pub fn migrate(host: &str, port: u16) -> Value {
         host.to_string()
     };
     json!({ "uri": format!("tcp:{host}:{port}") })
-}
-
-/// Progress of a migration from `query-migrate`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct MigrationProgress {
-    /// QEMU status: `setup`, `active`, `postcopy-active`, `completed`, `failed`, ...
-    pub status: String,
-    /// RAM bytes transferred.
-    pub transferred_bytes: u64,
-    /// RAM bytes remaining.
-    pub remaining_bytes: u64,
-    /// Percent of RAM transferred (0-100).
-    pub percent: f64,
-    /// Switch-over pause in ms, once completed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub downtime_ms: Option<u64>,
-    /// Error text when failed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
-
-impl MigrationProgress {
-    /// Whether the migration ended (completed, failed or cancelled).
-    pub fn is_done(&self) -> bool {
-        matches!(self.status.as_str(), "completed" | "failed" | "cancelled")
-    }
 }
 
 /// Parses the `query-migrate` return value.
@@ -178,9 +216,38 @@ pub fn progress(query_migrate: &Value) -> MigrationProgress {
         status,
         transferred_bytes: transferred,
         remaining_bytes: remaining,
+        total_bytes: total,
         percent,
+        // `mbps` is megabits per second.
+        speed_bytes_per_second: ram["mbps"]
+            .as_f64()
+            .map(|mbps| (mbps * 1_000_000.0 / 8.0) as u64),
+        total_time_ms: query_migrate["total-time"].as_u64(),
+        setup_time_ms: query_migrate["setup-time"].as_u64(),
         downtime_ms: query_migrate["downtime"].as_u64(),
+        expected_downtime_ms: query_migrate["expected-downtime"].as_u64(),
         error: query_migrate["error-desc"].as_str().map(String::from),
+    }
+}
+
+/// Settings as QEMU reports them (`query-migrate-capabilities` and
+/// `query-migrate-parameters` return values).
+pub fn settings(capabilities: &Value, parameters: &Value) -> MigrationSettings {
+    let str_of = |k: &str| parameters[k].as_str().unwrap_or_default().to_string();
+    MigrationSettings {
+        capabilities: capabilities
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|c| c["state"].as_bool() == Some(true))
+            .filter_map(|c| c["capability"].as_str().map(String::from))
+            .collect(),
+        max_bandwidth_bytes: parameters["max-bandwidth"].as_u64(),
+        multifd_channels: parameters["multifd-channels"].as_u64(),
+        compression: str_of("multifd-compression"),
+        tls_creds: str_of("tls-creds"),
+        tls_hostname: str_of("tls-hostname"),
+        downtime_limit_ms: parameters["downtime-limit"].as_u64(),
     }
 }
 
@@ -191,12 +258,13 @@ mod tests {
     fn full() -> MigrationOptions {
         MigrationOptions {
             max_bandwidth_bytes: Some(64 << 20),
-            compression: true,
+            compression: Compression::Zstd,
             multifd_channels: None,
             auto_converge: true,
             post_copy: false,
             downtime_limit_ms: Some(300),
             tls_dir: Some("/etc/novacron/migration-tls".into()),
+            tls_hostname: Some("migration.novacron".into()),
         }
     }
 
@@ -209,14 +277,71 @@ mod tests {
                 {"capability": "multifd", "state": true},
                 {"capability": "auto-converge", "state": true},
                 {"capability": "postcopy-ram", "state": false},
+                {"capability": "events", "state": true},
             ]})
         );
         assert_eq!(
             parameters(&o),
             json!({"max-bandwidth": 67108864, "multifd-channels": 2, "multifd-compression": "zstd",
-                   "downtime-limit": 300, "tls-creds": "migtls0"})
+                   "downtime-limit": 300, "tls-creds": "migtls0", "tls-hostname": "migration.novacron"})
         );
-        assert_eq!(parameters(&MigrationOptions::default()), json!({}));
+        // Everything explicit: no cap, no compression, no TLS.
+        assert_eq!(
+            parameters(&MigrationOptions::default()),
+            json!({"max-bandwidth": UNLIMITED_BANDWIDTH, "multifd-compression": "none",
+                   "tls-creds": "", "tls-hostname": ""})
+        );
+        let zlib = MigrationOptions {
+            compression: Compression::Zlib,
+            multifd_channels: Some(4),
+            ..Default::default()
+        };
+        assert_eq!(parameters(&zlib)["multifd-channels"], 4);
+        assert_eq!(parameters(&zlib)["multifd-compression"], "zlib");
+        assert_eq!(capabilities(&zlib)["capabilities"][0]["state"], true);
+    }
+
+    #[test]
+    fn tls_object_add_and_settings_read_back() {
+        assert_eq!(
+            tls_object_add(&full(), Side::Source).unwrap(),
+            json!({"qom-type": "tls-creds-x509", "id": "migtls0", "dir": "/etc/novacron/migration-tls",
+                   "endpoint": "client", "verify-peer": true})
+        );
+        assert_eq!(
+            tls_object_add(&full(), Side::Target).unwrap()["endpoint"],
+            "server"
+        );
+        assert_eq!(
+            tls_object_add(&MigrationOptions::default(), Side::Source),
+            None
+        );
+        assert_eq!(tls_files(Side::Target)[1], "server-cert.pem");
+        let s = settings(
+            &json!([{"capability": "multifd", "state": true}, {"capability": "xbzrle", "state": false},
+                    {"capability": "auto-converge", "state": true}]),
+            &json!({"max-bandwidth": 1048576, "multifd-channels": 2, "multifd-compression": "zstd",
+                    "tls-creds": "migtls0", "tls-hostname": "", "downtime-limit": 300}),
+        );
+        assert_eq!(s.capabilities, ["multifd", "auto-converge"]);
+        assert_eq!(
+            (
+                s.max_bandwidth_bytes,
+                s.multifd_channels,
+                s.compression.as_str(),
+                s.tls_creds.as_str()
+            ),
+            (Some(1048576), Some(2), "zstd", "migtls0")
+        );
+        assert_eq!(
+            incoming_uri("0.0.0.0:8101").unwrap(),
+            json!({"uri": "tcp:0.0.0.0:8101"})
+        );
+        assert_eq!(
+            migrate_to("[fd00::1]:8101").unwrap(),
+            json!({"uri": "tcp:[fd00::1]:8101"})
+        );
+        assert!(migrate_to("nope").is_err());
     }
 
     #[test]
@@ -253,11 +378,21 @@ mod tests {
             ("active", 25.0, false)
         );
         let p = progress(
-            &json!({"status": "completed", "downtime": 42, "ram": {"transferred": 400, "remaining": 0, "total": 400}}),
+            &json!({"status": "completed", "downtime": 42, "total-time": 900, "setup-time": 3,
+                    "ram": {"transferred": 400, "remaining": 0, "total": 400, "mbps": 800.0}}),
         );
         assert_eq!(
             (p.percent, p.downtime_ms, p.is_done()),
             (100.0, Some(42), true)
+        );
+        assert_eq!(
+            (
+                p.speed_bytes_per_second,
+                p.total_time_ms,
+                p.setup_time_ms,
+                p.total_bytes
+            ),
+            (Some(100_000_000), Some(900), Some(3), 400)
         );
         let p = progress(&json!({"status": "failed", "error-desc": "boom"}));
         assert_eq!(p.error.as_deref(), Some("boom"));

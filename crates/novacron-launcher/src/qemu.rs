@@ -282,6 +282,11 @@ pub fn command_line(config: &LaunchConfig, host: &HostFacts<'_>) -> Vec<String> 
         "-device",
         "virtio-rng-pci,rng=rng0",
     ]);
+    // A migration target waits for the source; the identical device list
+    // above is what makes the incoming state load.
+    if config.incoming.is_some() {
+        a.extend(crate::migration::incoming_args());
+    }
     a
 }
 
@@ -430,6 +435,22 @@ mod tests {
             },
         ));
         assert!(s.contains("-cpu Skylake-Server"));
+    }
+
+    #[test]
+    fn a_migration_target_waits_for_the_stream() {
+        let host = HostFacts {
+            accel: ResolvedAccel::Tcg,
+            seed_iso: None,
+            pci: &[],
+        };
+        let mut c = config();
+        let plain = command_line(&c, &host);
+        assert!(!plain.iter().any(|a| a == "-incoming"));
+        c.incoming = Some(crate::config::IncomingConfig::default());
+        let target = command_line(&c, &host);
+        assert_eq!(&target[..plain.len()], &plain[..]);
+        assert_eq!(&target[plain.len()..], ["-incoming", "defer"]);
     }
 
     #[test]

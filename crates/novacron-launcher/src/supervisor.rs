@@ -15,6 +15,7 @@ use tokio::process::{Child, Command};
 
 use crate::api::{DiskStatus, HookStatus, LauncherPhase};
 use crate::config::LaunchConfig;
+use crate::migrator::{self, Migrations, Outcome};
 use crate::qemu::{self, HostFacts};
 use crate::qmp::Qmp;
 use crate::state::State;
@@ -83,6 +84,17 @@ async fn run_inner(config: &LaunchConfig, state: &Arc<State>) -> i32 {
             return EXIT_SETUP_FAILED;
         }
     };
+    if let Ok(to) = std::fs::read_to_string(config.migrated_marker_path()) {
+        stopped(
+            state,
+            "MigratedAway",
+            format!(
+                "this VM was migrated away ({}); not starting it again here",
+                to.trim()
+            ),
+        );
+        return EXIT_STOPPED;
+    }
     if let Err(e) = tokio::fs::create_dir_all(&config.run_dir).await {
         fail(
             state,
@@ -203,10 +215,27 @@ async fn run_inner(config: &LaunchConfig, state: &Arc<State>) -> i32 {
         .map(|pid| tokio::spawn(sample_usage(pid, state.clone())));
     let _sampler = AbortOnDrop(sampler);
 
-    loop {
+    let mut migrations = Migrations::new(config);
+    if let Err(e) = migrations.start_incoming(&qmp, state).await {
+        quit(&qmp, &mut child).await;
+        fail(state, "IncomingMigrationSetupFailed", e);
+        return migrator::EXIT_MIGRATION_FAILED;
+    }
+    let mut control = state.take_control();
+    let mut poll = tokio::time::interval(migrator::POLL_PERIOD);
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+
+    let outcome = loop {
         tokio::select! {
             exit = child.wait() => {
                 tokio::time::sleep(Duration::from_millis(100)).await;
+                if migrations.incoming_pending() {
+                    // QEMU ends a failed incoming migration itself.
+                    let msg = format!("QEMU ended during the incoming migration ({}): {}", describe(exit), tail(&stderr_tail));
+                    migrations.fail_incoming(state, crate::api::MigrationPhase::Failed, "IncomingMigrationFailed", &msg);
+                    fail(state, "IncomingMigrationFailed", msg);
+                    return migrator::EXIT_MIGRATION_FAILED;
+                }
                 return match exit {
                     Ok(s) if s.success() => {
                         stopped(state, "GuestShutdown", "the guest powered off".into());
@@ -224,12 +253,81 @@ async fn run_inner(config: &LaunchConfig, state: &Arc<State>) -> i32 {
                     if matches!(event.event.as_str(), "STOP" | "RESUME" | "RESET") {
                         refresh_run_state(&qmp, state).await;
                     }
+                    if let Some(o) = migrations.on_event(&event, &qmp, state).await {
+                        break Some(o);
+                    }
                 }
             }
-            _ = state.wait_shutdown() => break,
+            Some(cmd) = recv(&mut control) => {
+                if let Some(o) = migrations.handle(cmd, &qmp, state).await {
+                    break Some(o);
+                }
+            }
+            _ = poll.tick(), if migrations.active() => {
+                if let Some(o) = migrations.poll(&qmp, state).await {
+                    break Some(o);
+                }
+            }
+            _ = state.wait_shutdown() => break None,
+        }
+    };
+    match outcome {
+        Some(Outcome::Migrated { message }) => {
+            // The source is paused (`postmigrate`); the VM lives on the target.
+            if let Err(e) = std::fs::write(config.migrated_marker_path(), &message) {
+                tracing::warn!(error = %e, "cannot write the migrated-away marker");
+            }
+            quit(&qmp, &mut child).await;
+            stopped(state, "Migrated", message);
+            EXIT_STOPPED
+        }
+        Some(Outcome::TargetGaveUp { reason, message }) => {
+            quit(&qmp, &mut child).await;
+            fail(state, &reason, message);
+            migrator::EXIT_MIGRATION_FAILED
+        }
+        None if migrations.incoming_pending() => {
+            // Nothing to power down: the VM never arrived here.
+            quit(&qmp, &mut child).await;
+            migrations.fail_incoming(
+                state,
+                crate::api::MigrationPhase::Cancelled,
+                "ShutdownRequested",
+                "shutdown requested before the VM arrived",
+            );
+            stopped(
+                state,
+                "StoppedBeforeStart",
+                "shutdown requested while waiting for the incoming migration".into(),
+            );
+            EXIT_STOPPED
+        }
+        None => {
+            migrations.cancel_for_shutdown(&qmp, state).await;
+            shutdown(config, state, &qmp, &mut child).await
         }
     }
-    shutdown(config, state, &qmp, &mut child).await
+}
+
+/// The next control command, or never when there is no channel.
+async fn recv(
+    control: &mut Option<tokio::sync::mpsc::Receiver<crate::state::Control>>,
+) -> Option<crate::state::Control> {
+    match control {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// `quit`, then kill after [`QUIT_TIMEOUT`].
+async fn quit(qmp: &Qmp, child: &mut Child) {
+    let _ = qmp.execute("quit", None).await;
+    if tokio::time::timeout(QUIT_TIMEOUT, child.wait())
+        .await
+        .is_err()
+    {
+        let _ = child.kill().await;
+    }
 }
 
 /// preStop hook, ACPI power-down, wait, `quit`, kill.

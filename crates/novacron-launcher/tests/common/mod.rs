@@ -70,6 +70,35 @@ pub fn http(method: &str, port: u16, path: &str) -> std::io::Result<(u16, String
     Ok((status, body))
 }
 
+/// One HTTP/1.1 request with a JSON body; returns (status, body).
+pub fn http_json(
+    method: &str,
+    port: u16,
+    path: &str,
+    body: &serde_json::Value,
+) -> std::io::Result<(u16, String)> {
+    let body = body.to_string();
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(40)))?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf)?;
+    let status = buf
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = buf
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
 /// A VM config for software emulation in `dir`, with a blank qcow2 boot
 /// disk (SeaBIOS finds nothing to boot; QEMU still runs and QMP answers).
 pub fn vm_config(dir: &Path, name: &str) -> LaunchConfig {
@@ -221,6 +250,66 @@ pub fn poweroff_guest_disk(path: &Path) {
     #[rustfmt::skip]
     let code: &[u8] = &[0xFA, 0xBA, 0x04, 0x06, 0xB8, 0x00, 0x20, 0xEF, 0xF4, 0xEB, 0xFD];
     boot_disk(path, code);
+}
+
+/// A 1 MiB raw disk whose boot sector fills guest RAM from 1 MiB up to
+/// `memory_bytes - 1 MiB` with xorshift32 output (incompressible, no zero
+/// pages, so a migration has real data to move), prints `F` on the serial
+/// port, then idles in `hlt` and prints `.` every 9 timer ticks (~0.5 s):
+/// serial output that keeps coming after a migration proves the guest runs
+/// on the target. Hand-assembled with GNU as from this source (`.code16`):
+///
+/// ```text
+/// cli; xor ax,ax; mov ds,ax; in al,0x92; or al,2; out 0x92,al   ; A20
+/// lgdtl [gdt_desc]; mov eax,cr0; or eax,1; mov cr0,eax
+/// ljmpl 0x08:pm                                 ; flat 32-bit code
+/// pm: ds=es=ss=0x10; esp=0x7000; edi=0x100000; ecx=[count]; eax=0x9e3779b9
+/// fill: xorshift32 eax (<<13, >>17, <<5); stosd; dec ecx; jnz fill
+/// dx=0x3f8; out dx,'F'
+/// IDT at 0x8000: 256 interrupt gates -> tick; lidt [idt_desc]
+/// out 0x21,0xfe; out 0xa1,0xff                  ; only IRQ0 (PIT, vector 8)
+/// xor ebx,ebx; sti
+/// idle: hlt; inc ebx; cmp ebx,9; jb idle; xor ebx,ebx; out dx,'.'; jmp idle
+/// tick: push eax; out 0x20,0x20 (EOI); pop eax; iretd
+/// gdt: null, code 0x00cf9a000000ffff, data 0x00cf92000000ffff
+/// gdt_desc: 23, gdt; idt_desc: 2047, 0x8000; count: dd 0 (last 4 bytes)
+/// ```
+pub fn fill_guest_disk(path: &Path, memory_bytes: u64) {
+    #[rustfmt::skip]
+    let mut code: Vec<u8> = vec![
+        0xfa, 0x31, 0xc0, 0x8e, 0xd8, 0xe4, 0x92, 0x0c, 0x02, 0xe6, 0x92, 0x66,
+        0x0f, 0x01, 0x16, 0xc0, 0x7c, 0x0f, 0x20, 0xc0, 0x66, 0x83, 0xc8, 0x01,
+        0x0f, 0x22, 0xc0, 0x66, 0xea, 0x23, 0x7c, 0x00, 0x00, 0x08, 0x00, 0x66,
+        0xb8, 0x10, 0x00, 0x8e, 0xd8, 0x8e, 0xc0, 0x8e, 0xd0, 0xbc, 0x00, 0x70,
+        0x00, 0x00, 0xbf, 0x00, 0x00, 0x10, 0x00, 0x8b, 0x0d, 0xcc, 0x7c, 0x00,
+        0x00, 0xb8, 0xb9, 0x79, 0x37, 0x9e, 0x89, 0xc3, 0xc1, 0xe3, 0x0d, 0x31,
+        0xd8, 0x89, 0xc3, 0xc1, 0xeb, 0x11, 0x31, 0xd8, 0x89, 0xc3, 0xc1, 0xe3,
+        0x05, 0x31, 0xd8, 0xab, 0x49, 0x75, 0xe7, 0x66, 0xba, 0xf8, 0x03, 0xb0,
+        0x46, 0xee, 0xbf, 0x00, 0x80, 0x00, 0x00, 0xb9, 0x00, 0x01, 0x00, 0x00,
+        0xb8, 0x9b, 0x7c, 0x08, 0x00, 0xab, 0xb8, 0x00, 0x8e, 0x00, 0x00, 0xab,
+        0x49, 0x75, 0xf1, 0x0f, 0x01, 0x1d, 0xc6, 0x7c, 0x00, 0x00, 0xb0, 0xfe,
+        0xe6, 0x21, 0xb0, 0xff, 0xe6, 0xa1, 0x31, 0xdb, 0xfb, 0xf4, 0x43, 0x83,
+        0xfb, 0x09, 0x72, 0xf9, 0x31, 0xdb, 0xb0, 0x2e, 0xee, 0xeb, 0xf2, 0x50,
+        0xb0, 0x20, 0xe6, 0x20, 0x58, 0xcf, 0x8d, 0xb6, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0x00, 0x00,
+        0x00, 0x9a, 0xcf, 0x00, 0xff, 0xff, 0x00, 0x00, 0x00, 0x92, 0xcf, 0x00,
+        0x17, 0x00, 0xa8, 0x7c, 0x00, 0x00, 0xff, 0x07, 0x00, 0x80, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x00,
+    ];
+    assert_eq!(code.len(), 208);
+    let count = (memory_bytes.saturating_sub(2 << 20) / 4) as u32;
+    code[204..].copy_from_slice(&count.to_le_bytes());
+    boot_disk(path, &code);
+}
+
+/// Number of `.` the fill guest printed (its heartbeat after the fill).
+pub fn guest_heartbeats(serial_log: &Path) -> usize {
+    std::fs::read_to_string(serial_log).map_or(0, |s| s.matches('.').count())
+}
+
+/// Whether the fill guest has filled its memory (its serial log says `F`).
+pub fn guest_filled(serial_log: &Path) -> bool {
+    std::fs::read_to_string(serial_log).is_ok_and(|s| s.contains('F'))
 }
 
 fn boot_disk(path: &Path, code: &[u8]) {
