@@ -24,6 +24,14 @@ control-plane:
 crds:
     for op in workshop-operator devserver-operator jvs-operator novacron-operator; do cargo run -q -p $op -- crd --out-dir deploy/$op/crds; done
 
+# Container images of every operator and workload, built with buildah (hack/images.sh).
+images *NAMES:
+    hack/images.sh build {{NAMES}}
+
+# Push the built images: `just push host:port/prefix` or `just push REGISTRY=host:port/prefix`.
+push REGISTRY *NAMES:
+    hack/images.sh push {{REGISTRY}} {{NAMES}}
+
 # Cold and warm cluster start times.
 bench-cluster:
     cargo bench -p envtest --bench cluster_start

@@ -6,7 +6,7 @@
 //!
 //! ```yaml
 //! defaultImage: ubuntu:24.04
-//! sshImage: ghcr.io/devserver-operator/sshd:v1
+//! sshImage: ghcr.io/orchestra-operators/devserver-sshd:0.1.0
 //! ```
 
 use std::path::PathBuf;

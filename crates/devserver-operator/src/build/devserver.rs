@@ -41,7 +41,10 @@ use crate::crd::{
 /// Image used when neither the DevServer nor its flavor names one.
 pub const DEFAULT_IMAGE: &str = "ubuntu:24.04";
 /// Image providing the injected SSH server.
-pub const DEFAULT_SSH_IMAGE: &str = "ghcr.io/devserver-operator/sshd:v1";
+pub const DEFAULT_SSH_IMAGE: &str = concat!(
+    "ghcr.io/orchestra-operators/devserver-sshd:",
+    env!("CARGO_PKG_VERSION")
+);
 /// The SSH Service's port (the pod listens on [`sshd::SSH_PORT`]).
 pub const SSH_PORT: i32 = 22;
 /// uid and gid of user `dev`.
