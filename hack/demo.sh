@@ -11,6 +11,8 @@ control_plane
 cd "$ROOT"
 say "building the operators"
 cargo build --bins --quiet
+# Where cargo put them (CARGO_TARGET_DIR moves it).
+BIN=$(realpath --relative-to="$ROOT" "${CARGO_TARGET_DIR:-$ROOT/target}/debug")
 args=(up --kubeconfig "$ROOT/.demo/kubeconfig")
 # The class the samples name (workshop-example.yaml, pvc-mydev-home.yaml),
 # provisioned by KWOK like the default one.
@@ -23,13 +25,14 @@ args+=(--apply hack/demo)
 for dir in deploy/*/; do
   op=$(basename "$dir")
   [ -d "$dir/crds" ] && args+=(--install "$dir/crds")
-  [ -x "target/debug/$op" ] && args+=(--run "target/debug/$op")
+  [ -x "$BIN/$op" ] || die "$BIN/$op is missing after cargo build"
+  args+=(--run "$BIN/$op")
   [ -d "$dir/samples" ] && args+=(--apply "$dir/samples")
 done
 args+=(--wait "${DEMO_WAIT:-120s}")
 args+=(--hint "kubectl get workshops,devservers,devserverflavors,virtualmachines,workspaces -A")
 args+=(--hint "kubectl describe workshop data-science-101")
-args+=(--hint "target/debug/devctl flavors")
-args+=(--hint "target/debug/devctl list")
-args+=(--hint "target/debug/devctl describe <name>      # a DevServer from the list")
-exec target/debug/envtest "${args[@]}"
+args+=(--hint "$BIN/devctl flavors")
+args+=(--hint "$BIN/devctl list")
+args+=(--hint "$BIN/devctl describe <name>      # a DevServer from the list")
+exec "$BIN/envtest" "${args[@]}"

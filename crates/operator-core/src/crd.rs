@@ -11,7 +11,38 @@ use kube::{Client, ResourceExt};
 
 /// The YAML of one CRD, as committed.
 pub fn to_yaml(crd: &CustomResourceDefinition) -> String {
-    serde_yaml::to_string(crd).expect("CRDs always serialize")
+    quote_yaml11_booleans(&serde_yaml::to_string(crd).expect("CRDs always serialize"))
+}
+
+/// serde_yaml writes YAML 1.2, where `Yes`, `No`, `on` and `off` are plain
+/// strings; YAML 1.1 readers (Helm, kubectl's `-f`, many Go tools) read them
+/// as booleans, turning an enum value `Yes` into `true`. Quote such plain
+/// scalars so every reader sees the same string.
+fn quote_yaml11_booleans(yaml: &str) -> String {
+    const AMBIGUOUS: &[&str] = &[
+        "y", "Y", "yes", "Yes", "YES", "n", "N", "no", "No", "NO", "on", "On", "ON", "off", "Off",
+        "OFF",
+    ];
+    let mut out = String::with_capacity(yaml.len());
+    for line in yaml.lines() {
+        // The scalar after `- ` (a list item) or `key: `.
+        let split = line
+            .trim_start()
+            .strip_prefix("- ")
+            .map(|v| line.len() - v.len())
+            .or_else(|| line.find(": ").map(|i| i + 2));
+        match split {
+            Some(at) if AMBIGUOUS.contains(&&line[at..]) => {
+                out.push_str(&line[..at]);
+                out.push('\'');
+                out.push_str(&line[at..]);
+                out.push('\'');
+            }
+            _ => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
 }
 
 /// All CRDs as one multi-document YAML stream.
@@ -120,5 +151,19 @@ pub async fn wait_established(
             );
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+#[cfg(test)]
+mod yaml11_tests {
+    use super::quote_yaml11_booleans;
+
+    #[test]
+    fn yaml_1_1_booleans_are_quoted_and_nothing_else_changes() {
+        let yaml = "enum:\n- Yes\n- No\n- AUTOSCALED\nkey: on\nname: Yesterday\n- 'No'\n";
+        assert_eq!(
+            quote_yaml11_booleans(yaml),
+            "enum:\n- 'Yes'\n- 'No'\n- AUTOSCALED\nkey: 'on'\nname: Yesterday\n- 'No'\n"
+        );
     }
 }
