@@ -12,6 +12,7 @@
 //! first use and stopped when the binary exits (also after failed tests).
 //! `USE_EXISTING_CLUSTER=true` runs the same tests against `KUBECONFIG`.
 
+pub mod bench;
 pub mod binaries;
 pub mod cluster;
 pub mod kubeconfig;
