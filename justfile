@@ -1,5 +1,10 @@
 # Recipes for day-to-day work. The two newcomer commands (README) are plain
-# scripts so a fresh machine needs nothing but Rust and Go.
+# scripts so a fresh machine needs nothing but Rust and Go; `hack/just.sh`
+# fetches `just` itself (pinned) and prints its path.
+
+# Where `just push` sends the images when no registry is named on its line
+# (`just REGISTRY=host:port/prefix push`, or the REGISTRY environment variable).
+REGISTRY := env("REGISTRY", "")
 
 default:
     @just --list
@@ -28,9 +33,9 @@ crds:
 images *NAMES:
     hack/images.sh build {{NAMES}}
 
-# Push the built images: `just push host:port/prefix` or `just push REGISTRY=host:port/prefix`.
-push REGISTRY *NAMES:
-    hack/images.sh push {{REGISTRY}} {{NAMES}}
+# Push the built images: `just push REGISTRY=host:port/prefix [NAME...]`.
+push *ARGS:
+    hack/images.sh push {{ if REGISTRY != "" { "REGISTRY=" + REGISTRY } else { "" } }} {{ARGS}}
 
 # Cold and warm cluster start times.
 bench-cluster:

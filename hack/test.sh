@@ -11,6 +11,9 @@ control_plane
 say "helm (for the chart tests)"
 HELM=$("$ROOT/hack/helm.sh")
 export HELM
+say "just (the image test builds and pushes through the justfile)"
+JUST=$("$ROOT/hack/just.sh")
+export JUST
 cd "$ROOT"
 if [ $# -eq 0 ]; then set -- --workspace --no-fail-fast; fi
 say "cargo test $*"

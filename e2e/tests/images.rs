@@ -1,6 +1,6 @@
-//! The container images: `hack/images.sh` builds every image with buildah and
-//! pushes it to a real registry; each one is then read back from the registry
-//! and run.
+//! The container images: `just images` (`hack/images.sh`) builds every image
+//! with buildah and `just push REGISTRY=...` pushes it to a real registry;
+//! each one is then read back from the registry and run.
 //!
 //! The registry is Debian's `docker-registry` (the CNCF distribution registry)
 //! serving plain HTTP on a free loopback port with its storage in a temporary
@@ -52,11 +52,10 @@ const IMAGES: &[(&str, &str, &str)] = &[
         "/usr/local/bin/novacron-operator",
         "version",
     ),
-    // The launcher's CLI has clap's `--version` (no `version` subcommand).
     (
         "novacron-launcher",
         "/usr/local/bin/novacron-launcher",
-        "--version",
+        "version",
     ),
     // The SSH server image's entrypoint installs the bundle (checked below).
     ("devserver-sshd", "/install", ""),
@@ -98,11 +97,20 @@ fn images_build_push_pull_and_run() {
         .collect();
     assert_eq!(listed, expected, "hack/images.sh list");
 
-    run_ok(script().arg("build"), "hack/images.sh build");
+    // Built and pushed the way the README says: `just images`, `just push`.
+    let just = |args: &[&str]| {
+        let mut cmd = Command::new(just_binary());
+        cmd.current_dir(&root)
+            .args(args)
+            .env("IMAGE_REVISION", &full_rev)
+            .env("IMAGES_STORAGE", &build_storage);
+        cmd
+    };
+    run_ok(&mut just(&["images"]), "just images");
     let repo = format!("127.0.0.1:{}/{PREFIX}", registry.port);
     run_ok(
-        script().args(["push", &format!("REGISTRY={repo}")]),
-        "hack/images.sh push",
+        &mut just(&["push", &format!("REGISTRY={repo}")]),
+        "just push REGISTRY=...",
     );
 
     let mut sizes = BTreeMap::new();
@@ -413,6 +421,23 @@ fn skopeo_json(args: &[&str]) -> Value {
 }
 
 /// The tests' tools, failing with what to install when one is missing.
+/// `just`, as `hack/test.sh` provides it (`JUST`), else fetched by
+/// `hack/just.sh` (pinned, cached).
+fn just_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("JUST") {
+        return PathBuf::from(path);
+    }
+    let out = Command::new(repo_root().join("hack/just.sh"))
+        .output()
+        .expect("running hack/just.sh");
+    assert!(
+        out.status.success(),
+        "hack/just.sh could not provide `just`: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
 fn require_tools() {
     let missing: Vec<&str> = [
         ("buildah", "buildah"),

@@ -32,6 +32,8 @@ enum Command {
     Run(RunArgs),
     /// Import a disk image (http(s) URL or local path), verify, convert, resize.
     Import(ImportArgs),
+    /// Print the version (as every binary of the project does).
+    Version,
 }
 
 #[derive(Args)]
@@ -88,6 +90,16 @@ fn main() -> std::process::ExitCode {
     let code = match cli.command {
         Some(Command::Import(args)) => runtime.block_on(import_main(args)),
         Some(Command::Run(args)) => runtime.block_on(run_main(args)),
+        Some(Command::Version) => {
+            // Same shape as the operators' `version` (GIT_REVISION is set by
+            // the image build).
+            println!(
+                "novacron-launcher {} (revision {})",
+                env!("CARGO_PKG_VERSION"),
+                option_env!("GIT_REVISION").unwrap_or("unknown")
+            );
+            0
+        }
         None => runtime.block_on(run_main(cli.run)),
     };
     // Do not wait for the control server's connections.
