@@ -352,6 +352,134 @@ async fn ssh_reaches_the_server_through_an_api_port_forward() {
     );
 }
 
+/// A developer with only the kubeconfig `devctl admin user kubeconfig`
+/// gave them (their ServiceAccount's token, their namespace): they create a
+/// server and `devctl ssh` into it. This exercises the user's RBAC for
+/// everything `devctl ssh` needs (the DevServer and its published host key,
+/// the pod, `pods/portforward`), not the admin's.
+#[tokio::test]
+async fn ssh_as_a_user_with_their_own_kubeconfig() {
+    let ns = envtest::test_namespace("devctl-ssh-user").await.unwrap();
+    start_operator();
+    let admin = ns.client();
+    let admin_env = Env::new();
+    let suffix = ns.name.rsplit('-').next().unwrap();
+    let user = format!("s{suffix}");
+    let user_ns = format!("dev-{user}");
+    let flavor_name = format!("ssh-user-{suffix}");
+    apply(&admin, &flavor(&flavor_name, false), "default").await;
+
+    // The administrator creates the user and hands over a kubeconfig.
+    let key = admin_env.ssh_key("id_user");
+    admin_env.ok(&[
+        "admin",
+        "user",
+        "create",
+        &user,
+        "--ssh-public-key-file",
+        &format!("{}.pub", key.display()),
+    ]);
+    let user_kubeconfig = admin_env.path("user.kubeconfig");
+    admin_env.ok(&[
+        "admin",
+        "user",
+        "kubeconfig",
+        &user,
+        "--output-file",
+        user_kubeconfig.to_str().unwrap(),
+    ]);
+
+    // The user's own devctl: their kubeconfig, config and HOME.
+    let mut env = Env::new();
+    env.kubeconfig = user_kubeconfig;
+    let user_key = env.path("id_user");
+    std::fs::copy(&key, &user_key).unwrap();
+    std::fs::copy(format!("{}.pub", key.display()), env.path("id_user.pub")).unwrap();
+    env.ok(&["config", "set", "sshKey", user_key.to_str().unwrap()]);
+    let out = env.ok(&[
+        "create",
+        "box",
+        "--flavor",
+        &flavor_name,
+        "--wait",
+        "--timeout",
+        "2m",
+    ]);
+    assert!(
+        out.contains(&user_ns),
+        "created in the user's namespace: {out}"
+    );
+
+    // The pod's SSH server, played by a local sshd with the server's key.
+    let secret = Api::<Secret>::namespaced(admin.clone(), &user_ns)
+        .get("box-host-keys")
+        .await
+        .unwrap();
+    let host_key = env.path("host_key");
+    write_private(&host_key, &secret.data.unwrap()[PRIVATE_KEY].0);
+    let data = Api::<ConfigMap>::namespaced(admin.clone(), &user_ns)
+        .get("box-ssh-config")
+        .await
+        .unwrap()
+        .data
+        .unwrap();
+    std::fs::write(env.path("authorized_keys"), &data["authorized_keys"]).unwrap();
+    let port = free_port();
+    let sshd = start_sshd(
+        env.dir.path(),
+        &local_sshd_config(&data["sshd_config"], env.dir.path(), &host_key, port),
+        "user",
+    );
+    listening(port, &sshd).await;
+    let pod = Api::<k8s_openapi::api::core::v1::Pod>::namespaced(admin.clone(), &user_ns)
+        .get("box-0")
+        .await
+        .unwrap();
+    forward_port(
+        &admin,
+        &user_ns,
+        "box-0",
+        devctl::ssh::proxy::ssh_port(&pod),
+        ForwardTarget::Address {
+            address: "127.0.0.1".into(),
+            port,
+        },
+    )
+    .await
+    .unwrap();
+
+    // KWOK picks the forwarding rule up asynchronously: retry briefly.
+    let local_user = id("-un");
+    let ssh_args = ["ssh", "box", "-l", &local_user, "--", "echo", "ok"];
+    let mut tries = 0;
+    let o = loop {
+        tries += 1;
+        let o = timed(env.command(&ssh_args), &sshd).await;
+        if o.status.success() || tries == 15 {
+            break o;
+        }
+        eprintln!("try {tries}: {}", stderr(&o));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    assert!(
+        o.status.success(),
+        "devctl ssh as the user failed:\n{}\nsshd:\n{}",
+        stderr(&o),
+        sshd.log()
+    );
+    assert_eq!(stdout(&o), "ok\n");
+    // The pinned key is the one the user could read from the status.
+    let known = std::fs::read_to_string(env.path("devctl/ssh/known_hosts")).unwrap();
+    let public = String::from_utf8_lossy(&secret_public(&admin, &user_ns).await).to_string();
+    let public: Vec<&str> = public.split_whitespace().take(2).collect();
+    assert_eq!(
+        known,
+        format!("box.{user_ns}.devserver {} {}\n", public[0], public[1])
+    );
+
+    admin_env.ok(&["admin", "user", "delete", &user]);
+}
+
 /// Starts `cmd` with stdin closed and its output captured.
 fn start(cmd: Command) -> tokio::process::Child {
     let mut cmd = tokio::process::Command::from(cmd);
