@@ -53,6 +53,8 @@ fn main() {
         idle: Duration::from_secs(env_or("IDLE_SECS", 120)),
         timeout: Duration::from_secs(env_or("READY_TIMEOUT_SECS", 1800)),
         prerequisites: flavor(),
+        prepare: None,
+        operator_env: Vec::new(),
         make: devserver,
         done: |d| d.status.as_ref().and_then(|s| s.phase) == Some(DevServerPhase::Running),
     }

@@ -276,9 +276,17 @@ pub struct Scale<K> {
     pub timeout: Duration,
     /// Objects the benchmarked ones need first (YAML, server-side applied).
     pub prerequisites: String,
+    /// Run before the operator starts, on the benchmark's runtime (tasks it
+    /// spawns keep running), with the client and the count.
+    pub prepare: Option<Prepare>,
+    /// Extra environment of the operator process.
+    pub operator_env: Vec<(&'static str, String)>,
     pub make: fn(u64) -> K,
     pub done: fn(&K) -> bool,
 }
+
+/// See [`Scale::prepare`].
+pub type Prepare = Box<dyn FnOnce(kube::Client, u64) -> futures::future::BoxFuture<'static, ()>>;
 
 /// The namespace the benchmarked objects are created in.
 pub const NAMESPACE: &str = "bench";
@@ -322,8 +330,16 @@ where
                     .expect("applying the prerequisites");
             }
         });
+        if let Some(prepare) = self.prepare {
+            rt.block_on(prepare(client.clone(), n));
+        }
 
-        let (operator, port) = Operator::start(Path::new(self.binary), cluster.kubeconfig(), &[]);
+        let env: Vec<(&str, &str)> = self
+            .operator_env
+            .iter()
+            .map(|(k, v)| (*k, v.as_str()))
+            .collect();
+        let (operator, port) = Operator::start(Path::new(self.binary), cluster.kubeconfig(), &env);
         let (_, rss_start) = memory_mib(operator.pid());
 
         let api: Api<K> = Api::namespaced(client.clone(), NAMESPACE);

@@ -64,6 +64,8 @@ fn main() {
         idle: Duration::from_secs(env_or("IDLE_SECS", 120)),
         timeout: Duration::from_secs(env_or("READY_TIMEOUT_SECS", 1800)),
         prerequisites: String::new(),
+        prepare: None,
+        operator_env: Vec::new(),
         make: workshop,
         done: |w| w.status.as_ref().and_then(|s| s.phase) == Some(WorkshopPhase::Ready),
     }
