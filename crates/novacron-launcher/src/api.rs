@@ -15,6 +15,13 @@
 //! - `POST /migrate/cancel` -> `202` with [`MigrationStatus`]: the source
 //!   cancels (`migrate_cancel`; the VM keeps running here); a target gives
 //!   up (QEMU quits, the launcher exits 4 with `IncomingMigrationCancelled`).
+//! - `POST /quiesce` -> `200` with [`QuiesceStatus`]: makes the disks
+//!   consistent for a snapshot: the guest's filesystems are frozen when its
+//!   QEMU guest agent answers (`frozen`), otherwise the VM is paused
+//!   (`paused`). The launcher undoes it by itself after a bound when no
+//!   release comes. `409` when no VM runs or a migration is in progress.
+//! - `POST /release` -> `200` with [`QuiesceStatus`] (`released`): thaws or
+//!   resumes. Repeated calls are harmless.
 //!
 //! Errors are `{"error": "..."}` ([`ApiError`]).
 
@@ -32,6 +39,10 @@ pub const MIGRATE_PATH: &str = "/migrate";
 pub const MIGRATION_PATH: &str = "/migration";
 /// Path that cancels the migration.
 pub const MIGRATE_CANCEL_PATH: &str = "/migrate/cancel";
+/// Path that makes the disks consistent for a snapshot.
+pub const QUIESCE_PATH: &str = "/quiesce";
+/// Path that undoes a quiesce.
+pub const RELEASE_PATH: &str = "/release";
 
 /// What the launcher reports about its VM.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -74,6 +85,52 @@ pub struct LauncherStatus {
     /// target), the same document as `GET /migration`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub migration: Option<MigrationStatus>,
+    /// Set while the disks are held consistent for a snapshot (`frozen` or
+    /// `paused`); see `POST /quiesce`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quiesced: Option<QuiesceState>,
+}
+
+/// How the disks are held for a snapshot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QuiesceState {
+    /// The guest agent froze the guest's filesystems (application
+    /// consistent as far as the guest's freeze hooks go).
+    Frozen,
+    /// The VM is paused (crash consistent, nothing in flight).
+    Paused,
+    /// Neither (anymore): the guest runs normally.
+    Released,
+}
+
+impl QuiesceState {
+    /// The name used in annotations and events.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QuiesceState::Frozen => "frozen",
+            QuiesceState::Paused => "paused",
+            QuiesceState::Released => "released",
+        }
+    }
+}
+
+/// Answer of `POST /quiesce` and `POST /release`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QuiesceStatus {
+    /// The state after the call.
+    pub state: QuiesceState,
+    /// Filesystems the guest agent froze (`frozen` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frozen_filesystems: Option<u64>,
+    /// The launcher releases by itself after this many seconds when no
+    /// release comes (`frozen`/`paused` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_release_seconds: Option<u64>,
+    /// Detail: why the agent was not used, what was undone.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
 }
 
 /// Launcher phase.

@@ -97,7 +97,15 @@ pub struct LaunchConfig {
     /// [`DEFAULT_MIGRATION_TLS_DIR`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub migration_tls_dir: Option<PathBuf>,
+    /// Seconds after `POST /quiesce` when the launcher thaws or resumes the
+    /// guest by itself if no release came (a lost operator must never leave
+    /// a guest frozen); default [`DEFAULT_QUIESCE_RELEASE_SECONDS`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quiesce_release_seconds: Option<u64>,
 }
+
+/// Default bound of a quiesce (see `quiesceReleaseSeconds`).
+pub const DEFAULT_QUIESCE_RELEASE_SECONDS: u64 = 60;
 
 /// The receiving side of a live migration.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -164,7 +172,22 @@ impl LaunchConfig {
             termination_message_path: default_termination_log(),
             incoming: None,
             migration_tls_dir: None,
+            quiesce_release_seconds: None,
         }
+    }
+
+    /// How long a quiesce lasts at most without a release.
+    pub fn quiesce_release_after(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(
+            self.quiesce_release_seconds
+                .unwrap_or(DEFAULT_QUIESCE_RELEASE_SECONDS),
+        )
+    }
+
+    /// The QEMU guest agent's channel (a unix socket QEMU listens on,
+    /// wired to the guest's `org.qemu.guest_agent.0` virtio-serial port).
+    pub fn guest_agent_socket_path(&self) -> PathBuf {
+        self.run_dir.join("qga.sock")
     }
 
     /// The migration TLS directory.
@@ -262,6 +285,9 @@ impl LaunchConfig {
             if inc.timeout_seconds == Some(0) {
                 return bad("incoming.timeoutSeconds must be positive".into());
             }
+        }
+        if self.quiesce_release_seconds == Some(0) {
+            return bad("quiesceReleaseSeconds must be positive".into());
         }
         Ok(())
     }

@@ -17,6 +17,7 @@ pub mod migration;
 pub mod migrator;
 pub mod qemu;
 pub mod qmp;
+pub mod quiesce;
 pub mod server;
 pub mod state;
 pub mod supervisor;

@@ -282,6 +282,17 @@ pub fn command_line(config: &LaunchConfig, host: &HostFacts<'_>) -> Vec<String> 
         "-device",
         "virtio-rng-pci,rng=rng0",
     ]);
+    // The guest agent channel: used to freeze filesystems for a snapshot
+    // when the guest runs qemu-ga (otherwise the VM is paused instead).
+    let qga = esc(&config.guest_agent_socket_path().to_string_lossy());
+    push(&[
+        "-chardev",
+        &format!("socket,id=qga0,path={qga},server=on,wait=off"),
+        "-device",
+        "virtio-serial-pci,id=virtio-serial0",
+        "-device",
+        "virtserialport,bus=virtio-serial0.0,chardev=qga0,name=org.qemu.guest_agent.0",
+    ]);
     // A migration target waits for the source; the identical device list
     // above is what makes the incoming state load.
     if config.incoming.is_some() {
@@ -399,6 +410,9 @@ mod tests {
             "-device virtio-net-pci,netdev=net1,mac=52:54:00:ab:00:02,id=nic1",
             "-device vfio-pci,host=0000:65:00.0,id=hostdev0",
             "-object rng-random,id=rng0,filename=/dev/urandom -device virtio-rng-pci,rng=rng0",
+            "-chardev socket,id=qga0,path=/run/nc/qga.sock,server=on,wait=off",
+            "-device virtio-serial-pci,id=virtio-serial0",
+            "-device virtserialport,bus=virtio-serial0.0,chardev=qga0,name=org.qemu.guest_agent.0",
         ]
         .join(" ");
         assert_eq!(joined(&args), expected);

@@ -13,7 +13,8 @@ use tokio::net::TcpListener;
 
 use crate::api::{
     ApiError, HEALTHZ_PATH, LauncherPhase, MIGRATE_CANCEL_PATH, MIGRATE_PATH, MIGRATION_PATH,
-    MigrateRequest, SHUTDOWN_PATH, STATUS_PATH,
+    MigrateRequest, MigrationPhase, QUIESCE_PATH, QuiesceState, QuiesceStatus, RELEASE_PATH,
+    SHUTDOWN_PATH, STATUS_PATH,
 };
 use crate::state::{Control, State};
 
@@ -39,7 +40,7 @@ pub async fn serve(listener: TcpListener, state: Arc<State>) {
     }
 }
 
-async fn route(req: Request<Incoming>, state: &State) -> Response<Full<Bytes>> {
+async fn route(req: Request<Incoming>, state: &Arc<State>) -> Response<Full<Bytes>> {
     let path = req.uri().path().to_string();
     match (req.method(), path.as_str()) {
         (&Method::GET, HEALTHZ_PATH) => text(StatusCode::OK, "ok\n"),
@@ -59,10 +60,24 @@ async fn route(req: Request<Incoming>, state: &State) -> Response<Full<Bytes>> {
             }
             reply(state.control(Control::Cancel).await)
         }
+        (&Method::POST, QUIESCE_PATH) => quiesce(state).await,
+        (&Method::POST, RELEASE_PATH) => match state.quiescer() {
+            Some(q) => quiesce_reply(q.release(state).await),
+            // No QEMU under supervision: nothing can be held.
+            None => json(
+                StatusCode::OK,
+                &QuiesceStatus {
+                    state: QuiesceState::Released,
+                    frozen_filesystems: None,
+                    auto_release_seconds: None,
+                    message: "no VM runs".into(),
+                },
+            ),
+        },
         (
             _,
             HEALTHZ_PATH | STATUS_PATH | SHUTDOWN_PATH | MIGRATION_PATH | MIGRATE_PATH
-            | MIGRATE_CANCEL_PATH,
+            | MIGRATE_CANCEL_PATH | QUIESCE_PATH | RELEASE_PATH,
         ) => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"),
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     }
@@ -85,6 +100,30 @@ async fn migrate(req: Request<Incoming>, state: &State) -> Response<Full<Bytes>>
         return error(409, "the VM is not running".into());
     }
     reply(state.control(|tx| Control::Migrate(request, tx)).await)
+}
+
+async fn quiesce(state: &Arc<State>) -> Response<Full<Bytes>> {
+    let Some(q) = state.quiescer() else {
+        return error(409, "the launcher is not supervising a running VM".into());
+    };
+    let status = state.snapshot();
+    if !matches!(status.phase, LauncherPhase::Running | LauncherPhase::Paused) {
+        return error(409, format!("the VM is {:?}, not running", status.phase));
+    }
+    if status
+        .migration
+        .is_some_and(|m| m.phase == MigrationPhase::Migrating)
+    {
+        return error(409, "a migration is in progress".into());
+    }
+    quiesce_reply(q.quiesce(state).await)
+}
+
+fn quiesce_reply(r: Result<QuiesceStatus, crate::quiesce::QuiesceError>) -> Response<Full<Bytes>> {
+    match r {
+        Ok(s) => json(StatusCode::OK, &s),
+        Err((code, message)) => error(code, message),
+    }
 }
 
 fn reply(r: crate::state::ControlReply) -> Response<Full<Bytes>> {

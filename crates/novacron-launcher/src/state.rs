@@ -1,11 +1,12 @@
 //! State shared by the supervisor and the control API.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::api::{LauncherStatus, MigrateRequest, MigrationStatus};
+use crate::quiesce::Quiescer;
 
 /// A migration command from the control API to the supervisor, which owns
 /// QMP (QEMU's monitor accepts one client).
@@ -30,6 +31,8 @@ pub struct State {
     shutdown: watch::Sender<bool>,
     control_tx: mpsc::Sender<Control>,
     control_rx: Mutex<Option<mpsc::Receiver<Control>>>,
+    /// Set while QEMU runs under supervision (`POST /quiesce`).
+    quiescer: Mutex<Option<Arc<Quiescer>>>,
 }
 
 impl Default for State {
@@ -40,6 +43,7 @@ impl Default for State {
             shutdown: watch::channel(false).0,
             control_tx,
             control_rx: Mutex::new(Some(control_rx)),
+            quiescer: Mutex::new(None),
         }
     }
 }
@@ -94,6 +98,16 @@ impl State {
             Ok(Err(_)) => Err(gone()),
             Err(_) => Err((503, "the launcher is busy; retry".to_string())),
         }
+    }
+
+    /// Installs (or, when QEMU is gone, removes) the quiescer.
+    pub fn set_quiescer(&self, q: Option<Arc<Quiescer>>) {
+        *self.quiescer.lock().unwrap() = q;
+    }
+
+    /// The quiescer, while QEMU runs under supervision.
+    pub fn quiescer(&self) -> Option<Arc<Quiescer>> {
+        self.quiescer.lock().unwrap().clone()
     }
 
     /// Resolves once a shutdown is requested.

@@ -18,6 +18,7 @@ use crate::config::LaunchConfig;
 use crate::migrator::{self, Migrations, Outcome};
 use crate::qemu::{self, HostFacts};
 use crate::qmp::Qmp;
+use crate::quiesce::Quiescer;
 use crate::state::State;
 
 /// Exit code: stopped as requested, or the guest powered itself off.
@@ -222,6 +223,13 @@ async fn run_inner(config: &LaunchConfig, state: &Arc<State>) -> i32 {
         return migrator::EXIT_MIGRATION_FAILED;
     }
     let mut control = state.take_control();
+    state.set_quiescer(Some(Quiescer::new(
+        qmp.clone(),
+        config.guest_agent_socket_path(),
+        config.quiesce_release_after(),
+    )));
+    // Whatever ends the loop, quiesce requests are refused from then on.
+    let _quiescer = ClearQuiescer(state);
     let mut poll = tokio::time::interval(migrator::POLL_PERIOD);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
@@ -303,6 +311,12 @@ async fn run_inner(config: &LaunchConfig, state: &Arc<State>) -> i32 {
             EXIT_STOPPED
         }
         None => {
+            // A frozen guest could not power off: release first.
+            if let Some(q) = state.quiescer()
+                && let Err((_, e)) = q.release(state).await
+            {
+                tracing::warn!(error = %e, "cannot release the quiesced guest before shutdown");
+            }
             migrations.cancel_for_shutdown(&qmp, state).await;
             shutdown(config, state, &qmp, &mut child).await
         }
@@ -484,6 +498,13 @@ fn describe(exit: std::io::Result<std::process::ExitStatus>) -> String {
     match exit {
         Ok(s) => s.to_string(),
         Err(e) => e.to_string(),
+    }
+}
+
+struct ClearQuiescer<'a>(&'a State);
+impl Drop for ClearQuiescer<'_> {
+    fn drop(&mut self) {
+        self.0.set_quiescer(None);
     }
 }
 
