@@ -1,40 +1,28 @@
 //! The controllers of the operator: VirtualMachines (run in launcher pods by
-//! [`crate::reconcile`]) and VirtualMachineMigrations (validated and
-//! reported `Pending`; migrations themselves come with the next issue), the
+//! [`crate::reconcile`]), VirtualMachineMigrations (live migration by
+//! [`crate::migration`], plus the node-drain watch that creates them), the
 //! admission webhook ([`crate::webhook`]) and the NovaCron metrics.
 
-use std::fmt::Debug;
 use std::sync::Arc;
 
 use chrono::Utc;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-use kube::api::Api;
+use kube::ResourceExt;
 use kube::core::DeserializeGuard;
-use kube::core::object::HasStatus;
-use kube::runtime::controller::Action;
 use kube::runtime::watcher;
-use kube::{Client, Resource, ResourceExt};
 use operator_core::Runtime;
-use operator_core::conditions::{ConditionUpdate, set_condition};
-use operator_core::controller::{ReconcileError, guarded_controller, kube_error_reason};
-use operator_core::events::Events;
-use operator_core::status::apply_status;
-use serde::Serialize;
-use serde::de::DeserializeOwned;
+use operator_core::conditions::ConditionUpdate;
+use operator_core::controller::guarded_controller;
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod};
 use kube::runtime::reflector::Store;
 use operator_core::controller::owned_children;
 
-use crate::crd::{
-    ACCEPTED, MigrationPhase, VirtualMachine, VirtualMachineMigration,
-    VirtualMachineMigrationStatus, VmPhase,
-};
+use crate::crd::{ACCEPTED, VirtualMachine, VirtualMachineMigration, VmPhase};
 use crate::metrics::VmMetrics;
 use crate::provider::LauncherProvider;
 use crate::settings::Settings;
-use crate::validate::{self, InvalidSpec};
+use crate::validate::InvalidSpec;
 
 /// The operator's name: event reporter and field manager prefix.
 pub const OPERATOR: &str = "novacron-operator";
@@ -42,31 +30,6 @@ pub const OPERATOR: &str = "novacron-operator";
 pub const VM_MANAGER: &str = "novacron-operator/virtualmachine";
 /// Field manager of the VirtualMachineMigration controller.
 pub const MIGRATION_MANAGER: &str = "novacron-operator/virtualmachinemigration";
-
-/// Errors of a reconcile pass (an invalid spec is not one: it ends in a
-/// condition).
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// Writing status failed.
-    #[error("writing status: {0}")]
-    Status(#[source] kube::Error),
-}
-
-impl ReconcileError for Error {
-    fn reason(&self) -> &'static str {
-        match self {
-            Error::Status(e) => kube_error_reason(e),
-        }
-    }
-}
-
-/// What the reconcilers share.
-pub struct Context {
-    /// API client.
-    pub client: Client,
-    /// Event publisher.
-    pub events: Events,
-}
 
 /// Starts every controller (and the admission webhook when configured) with
 /// the settings from the environment, until the runtime shuts down.
@@ -94,12 +57,17 @@ pub async fn run_with(rt: Runtime, settings: Settings) -> anyhow::Result<()> {
         events: rt.events.clone(),
         provider: LauncherProvider::new(rt.client.clone()),
         metrics: vm_metrics.clone(),
-        settings,
+        settings: settings.clone(),
         now: Utc::now,
     });
-    let ctx = Arc::new(Context {
+    let migration_ctx = Arc::new(crate::migration::Context {
         client: rt.client.clone(),
         events: rt.events.clone(),
+        provider: LauncherProvider::new(rt.client.clone()),
+        max_parallel: settings.max_parallel_migrations,
+        watch_namespace: rt.args.watch_namespace.clone(),
+        metrics: crate::migration::MigrationMetrics::register(&rt.metrics),
+        admission: tokio::sync::Mutex::new(()),
     });
     let concurrency = rt.args.concurrency;
     let ns = rt.args.watch_namespace.as_deref();
@@ -134,11 +102,17 @@ pub async fn run_with(rt: Runtime, settings: Settings) -> anyhow::Result<()> {
         ),
         "virtualmachinemigration",
         rt.metrics.clone(),
-        ctx,
-        reconcile_migration,
+        migration_ctx,
+        crate::migration::reconcile,
         rt.shutdown_signal(),
     );
-    futures::join!(vms, migrations, inventory);
+    let drain = crate::migration::drain::run(
+        rt.client.clone(),
+        rt.events.clone(),
+        rt.args.watch_namespace.clone(),
+        rt.shutdown_token(),
+    );
+    futures::join!(vms, migrations, inventory, drain);
     if let Some(w) = webhook {
         w.abort();
     }
@@ -181,50 +155,6 @@ async fn inventory_loop(
 /// How often `novacron_vm_total` is recomputed.
 pub const INVENTORY_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Reconciles one VirtualMachineMigration.
-pub async fn reconcile_migration(
-    guard: Arc<DeserializeGuard<VirtualMachineMigration>>,
-    ctx: Arc<Context>,
-) -> Result<Action, Error> {
-    let migration = match &guard.0 {
-        Ok(m) => m,
-        Err(invalid) => return undecodable(guard.as_ref(), &invalid.error, &ctx).await,
-    };
-    let verdict = validate::validate_migration(&migration.spec);
-    let mut status = migration.status.clone().unwrap_or_default();
-    status.phase = Some(MigrationPhase::Pending);
-    finish(
-        migration,
-        status,
-        |s: &mut VirtualMachineMigrationStatus| (&mut s.observed_generation, &mut s.conditions),
-        verdict,
-        MIGRATION_MANAGER,
-        &ctx,
-    )
-    .await
-}
-
-/// An object this version cannot decode: say so on the object and wait for
-/// a change (no retry loop).
-async fn undecodable<K>(
-    obj: &DeserializeGuard<K>,
-    error: &str,
-    ctx: &Context,
-) -> Result<Action, Error>
-where
-    DeserializeGuard<K>: Resource<DynamicType = ()>,
-{
-    ctx.events
-        .warning(
-            obj,
-            "InvalidObject",
-            "Decode",
-            format!("the object does not match the {OPERATOR} API and is ignored until it changes: {error}"),
-        )
-        .await;
-    Ok(Action::await_change())
-}
-
 /// The `Accepted` condition for a validation verdict.
 pub fn accepted_condition(
     verdict: &Result<(), InvalidSpec>,
@@ -235,46 +165,4 @@ pub fn accepted_condition(
         Err(e) => ConditionUpdate::false_(ACCEPTED, e.reason(), e.to_string()),
     }
     .observed_generation(generation)
-}
-
-/// Sets `observedGeneration` and `Accepted`, writes the status when it
-/// changed, and publishes a Warning event when an invalid spec is first
-/// reported.
-async fn finish<K>(
-    obj: &K,
-    mut status: K::Status,
-    fields: impl Fn(&mut K::Status) -> (&mut Option<i64>, &mut Vec<Condition>),
-    verdict: Result<(), InvalidSpec>,
-    manager: &str,
-    ctx: &Context,
-) -> Result<Action, Error>
-where
-    K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
-        + HasStatus
-        + DeserializeOwned
-        + Clone
-        + Debug,
-    K::Status: Serialize + PartialEq,
-{
-    let generation = obj.meta().generation;
-    let (observed, conditions) = fields(&mut status);
-    *observed = generation;
-    set_condition(
-        conditions,
-        accepted_condition(&verdict, generation),
-        Utc::now(),
-    );
-    let api: Api<K> = Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
-    let written = apply_status(&api, obj, manager, &status)
-        .await
-        .map_err(Error::Status)?;
-    if let Err(e) = &verdict {
-        if written {
-            ctx.events
-                .warning(obj, e.reason(), "Validate", e.to_string())
-                .await;
-        }
-        tracing::info!(object = %obj.name_any(), reason = e.reason(), "invalid spec");
-    }
-    Ok(Action::await_change())
 }

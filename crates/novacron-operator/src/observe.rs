@@ -136,7 +136,10 @@ pub fn live_migratable(spec: &VirtualMachineSpec) -> ConditionUpdate {
             ),
         );
     }
-    let not_shared: Vec<String> = std::iter::once("rootdisk".to_owned())
+    let root_shared = t.root_disk_access_mode == Some(AccessMode::ReadWriteMany);
+    let not_shared: Vec<String> = (!root_shared)
+        .then(|| "rootdisk".to_owned())
+        .into_iter()
         .chain(
             t.volumes
                 .iter()
@@ -144,6 +147,13 @@ pub fn live_migratable(spec: &VirtualMachineSpec) -> ConditionUpdate {
                 .map(|v| v.name.clone()),
         )
         .collect();
+    if not_shared.is_empty() {
+        return ConditionUpdate::true_(
+            LIVE_MIGRATABLE,
+            "Migratable",
+            "every disk is ReadWriteMany and every interface keeps its address",
+        );
+    }
     ConditionUpdate::false_(
         LIVE_MIGRATABLE,
         "DisksNotShared",
@@ -271,6 +281,12 @@ mod tests {
         on["migrationPolicy"] = json!({"allowLiveMigration": true});
         let c = live_migratable(&vm(on.clone()));
         assert_eq!(c.reason, "DisksNotShared");
+        assert!(c.message.contains("rootdisk"), "{}", c.message);
+        let mut shared = on.clone();
+        shared["template"]["spec"]["rootDiskAccessMode"] = json!("ReadWriteMany");
+        let c = live_migratable(&vm(shared));
+        assert_eq!(c.status, operator_core::conditions::ConditionStatus::True);
+        assert_eq!(c.reason, "Migratable");
         let mut gpu = on.clone();
         gpu["template"]["spec"]["devices"] = json!([{"type": "gpu", "vendor": "nvidia"}]);
         assert_eq!(live_migratable(&vm(gpu)).reason, "HostDeviceNotMigratable");

@@ -8,7 +8,11 @@
 //!
 //! Starting an instance is applying its launcher pod (built in
 //! [`crate::build`]); stopping it is a graceful shutdown request, then
-//! deleting the pod. Live migration joins the trait with the next issue.
+//! deleting the pod. Live migration: the target launcher pod receives
+//! (`incoming`), the source is asked to migrate (`POST /migrate` with a
+//! [`MigrateRequest`]), progress is read (`GET /migration`) and a migration
+//! is cancelled (`POST /migrate/cancel`); the migration stream itself goes
+//! pod to pod, never through the operator.
 
 use std::future::Future;
 use std::time::Duration;
@@ -16,8 +20,12 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Pod;
 use kube::Client;
 use kube::api::Api;
-use novacron_launcher::api::{LauncherStatus, SHUTDOWN_PATH, STATUS_PATH};
+use novacron_launcher::api::{
+    LauncherStatus, MIGRATE_CANCEL_PATH, MIGRATE_PATH, MIGRATION_PATH, MigrateRequest,
+    MigrationStatus, SHUTDOWN_PATH, STATUS_PATH,
+};
 use novacron_launcher::config::CONTROL_PORT;
+use serde::de::DeserializeOwned;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// How long one call to a launcher may take.
@@ -76,6 +84,30 @@ pub trait Provider: Send + Sync {
         namespace: &str,
         instance: &str,
     ) -> impl Future<Output = Result<LauncherStatus, ProviderError>> + Send;
+
+    /// Asks a running instance to migrate live to the receiving instance
+    /// named in `request`; answers the migration's first status.
+    fn migrate(
+        &self,
+        namespace: &str,
+        instance: &str,
+        request: &MigrateRequest,
+    ) -> impl Future<Output = Result<MigrationStatus, ProviderError>> + Send;
+
+    /// The instance's current or last migration (`None`: it has none).
+    fn migration(
+        &self,
+        namespace: &str,
+        instance: &str,
+    ) -> impl Future<Output = Result<Option<MigrationStatus>, ProviderError>> + Send;
+
+    /// Cancels the instance's outgoing migration; the VM keeps running
+    /// there.
+    fn cancel_migration(
+        &self,
+        namespace: &str,
+        instance: &str,
+    ) -> impl Future<Output = Result<MigrationStatus, ProviderError>> + Send;
 }
 
 /// QEMU in launcher pods, reached by port-forward.
@@ -89,13 +121,16 @@ impl LauncherProvider {
         LauncherProvider { client }
     }
 
-    async fn call(
+    /// One HTTP exchange with the launcher's control port; `body` is sent
+    /// as JSON.
+    async fn call<T: DeserializeOwned>(
         &self,
         namespace: &str,
         pod: &str,
         method: &str,
         path: &str,
-    ) -> Result<LauncherStatus, ProviderError> {
+        body: Option<&[u8]>,
+    ) -> Result<T, ProviderError> {
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
         let transport = |message: String| ProviderError::Transport {
             pod: pod.to_owned(),
@@ -113,11 +148,15 @@ impl LauncherProvider {
             let mut stream = pf
                 .take_stream(CONTROL_PORT)
                 .ok_or_else(|| transport("no stream for the control port".into()))?;
-            let request = format!(
-                "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
-            );
+            let body = body.unwrap_or_default();
+            let mut request = format!(
+                "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            )
+            .into_bytes();
+            request.extend_from_slice(body);
             stream
-                .write_all(request.as_bytes())
+                .write_all(&request)
                 .await
                 .map_err(|e| transport(e.to_string()))?;
             // Read until the response is complete: a port-forward stream
@@ -168,9 +207,47 @@ impl LauncherProvider {
     }
 }
 
+/// Snapshot consistency (`POST /quiesce`, `POST /release`): used by
+/// [`crate::snapshots`] around cutting VolumeSnapshots.
+impl LauncherProvider {
+    /// Freezes the guest's filesystems (guest agent) or pauses the VM; the
+    /// launcher releases by itself after a bound if [`Self::release`]
+    /// never comes.
+    pub async fn quiesce(
+        &self,
+        namespace: &str,
+        pod: &str,
+    ) -> Result<novacron_launcher::api::QuiesceStatus, ProviderError> {
+        self.call(
+            namespace,
+            pod,
+            "POST",
+            novacron_launcher::api::QUIESCE_PATH,
+            None,
+        )
+        .await
+    }
+
+    /// Thaws or resumes what [`Self::quiesce`] held.
+    pub async fn release(
+        &self,
+        namespace: &str,
+        pod: &str,
+    ) -> Result<novacron_launcher::api::QuiesceStatus, ProviderError> {
+        self.call(
+            namespace,
+            pod,
+            "POST",
+            novacron_launcher::api::RELEASE_PATH,
+            None,
+        )
+        .await
+    }
+}
+
 impl Provider for LauncherProvider {
     async fn status(&self, namespace: &str, pod: &str) -> Result<LauncherStatus, ProviderError> {
-        self.call(namespace, pod, "GET", STATUS_PATH).await
+        self.call(namespace, pod, "GET", STATUS_PATH, None).await
     }
 
     async fn request_shutdown(
@@ -178,7 +255,39 @@ impl Provider for LauncherProvider {
         namespace: &str,
         pod: &str,
     ) -> Result<LauncherStatus, ProviderError> {
-        self.call(namespace, pod, "POST", SHUTDOWN_PATH).await
+        self.call(namespace, pod, "POST", SHUTDOWN_PATH, None).await
+    }
+
+    async fn migrate(
+        &self,
+        namespace: &str,
+        pod: &str,
+        request: &MigrateRequest,
+    ) -> Result<MigrationStatus, ProviderError> {
+        let body = serde_json::to_vec(request).expect("a MigrateRequest serializes");
+        self.call(namespace, pod, "POST", MIGRATE_PATH, Some(&body))
+            .await
+    }
+
+    async fn migration(
+        &self,
+        namespace: &str,
+        pod: &str,
+    ) -> Result<Option<MigrationStatus>, ProviderError> {
+        match self.call(namespace, pod, "GET", MIGRATION_PATH, None).await {
+            Ok(m) => Ok(Some(m)),
+            Err(ProviderError::Http { code: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn cancel_migration(
+        &self,
+        namespace: &str,
+        pod: &str,
+    ) -> Result<MigrationStatus, ProviderError> {
+        self.call(namespace, pod, "POST", MIGRATE_CANCEL_PATH, None)
+            .await
     }
 }
 

@@ -40,7 +40,10 @@ use crate::build::pod::{PodInput, launcher_pod, spec_hash};
 use crate::build::{Names, SPEC_HASH_ANNOTATION, stable_hash_hex};
 use crate::catalog;
 use crate::controllers::{VM_MANAGER, accepted_condition};
-use crate::crd::{PullPolicy, RunStrategy, VirtualMachine, VirtualMachineStatus, VmPhase, VmSpec};
+use crate::crd::{
+    ImportStatus, PullPolicy, RunStrategy, VirtualMachine, VirtualMachineStatus, VmPhase, VmSpec,
+};
+use crate::import_progress;
 use crate::metrics::VmMetrics;
 use crate::observe::{
     DISK_READY, HOOKS_SUCCEEDED, PAUSED, PodState, READY, failed_hook, live_migratable, phase_of,
@@ -187,14 +190,17 @@ async fn reconcile_vm(vm: &VirtualMachine, ctx: &Context) -> Result<Action, Erro
         live_migratable(&vm.spec).observed_generation(generation),
         now,
     );
-    let names = Names::of(&name);
-    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
-    let pod = pods
-        .get_opt(&names.pod())
+    // The VM's launcher pod: `<vm>-launcher`, or the target of its last
+    // live migration; a migration under way owns both pods.
+    let launchers = crate::migration::active::find(&ctx.client, &ns, &name, &uid_of(vm))
         .await
-        .map_err(kube_err("reading the launcher pod"))?;
+        .map_err(kube_err("reading the launcher pods"))?;
+    let pod = launchers.active.clone();
+    let migrating = crate::migration::observe_vm(&ctx.client, &ns, &launchers, &mut status)
+        .await
+        .map_err(kube_err("reading the VM's migration"))?;
 
-    let outcome = match &verdict {
+    let mut outcome = match &verdict {
         // A running instance is left alone: a spec that became invalid
         // (through an older CRD) must not take the VM down.
         Err(e) => Outcome::new(
@@ -206,9 +212,42 @@ async fn reconcile_vm(vm: &VirtualMachine, ctx: &Context) -> Result<Action, Erro
             e.reason(),
             e.to_string(),
         ),
+        Ok(()) if migrating && pod.is_some() => migrating_outcome(&mut status, pod.as_ref()),
         Ok(()) => drive(vm, ctx, &mut status, pod.as_ref(), now).await?,
     };
+    if verdict.is_ok() {
+        // Scheduled snapshots: their problems never fail the VM's reconcile.
+        let deps = crate::snapshots::vm::Deps {
+            client: &ctx.client,
+            events: &ctx.events,
+            quiesce: &ctx.provider,
+        };
+        let next = crate::snapshots::reconcile_vm(&deps, vm, outcome.phase, &mut status, now).await;
+        outcome.requeue = outcome.requeue.into_iter().chain(next).min();
+    }
     finish(vm, ctx, status, outcome, &verdict).await
+}
+
+fn uid_of(vm: &VirtualMachine) -> String {
+    vm.uid().unwrap_or_default()
+}
+
+/// A live migration under way: the VM runs (on the source until the
+/// switch); neither pod is touched here.
+fn migrating_outcome(status: &mut VirtualMachineStatus, pod: Option<&Pod>) -> Outcome {
+    status.node_name = pod.and_then(|p| p.spec.as_ref()?.node_name.clone());
+    status.launcher_pod = pod.map(|p| p.name_any());
+    let m = status.migration.clone().unwrap_or_default();
+    let message = format!(
+        "live migration {} {:?}: node {} to {}",
+        m.migration_name.unwrap_or_default(),
+        m.phase.unwrap_or(crate::crd::MigrationPhase::Pending),
+        m.source_node.unwrap_or_default(),
+        m.target_node.unwrap_or_else(|| "(not placed yet)".into())
+    );
+    let mut out = Outcome::new(VmPhase::Migrating, "Migrating", message);
+    out.ready = ConditionUpdate::true_(READY, "Migrating", out.ready.message);
+    out.requeue(TRANSITION_POLL)
 }
 
 /// Writes the status and publishes the outcome's events when it changed.
@@ -284,7 +323,7 @@ async fn drive(
         Ok(d) => d,
         Err(message) => return Ok(blocked(pod, "DeviceNotMapped", message)),
     };
-    let source = match resolve_source(ctx, spec).await? {
+    let source = match resolve_source(ctx, &ns, &name, spec).await? {
         Ok(s) => s,
         Err((reason, message)) => {
             set_condition(
@@ -307,7 +346,7 @@ async fn drive(
         uid: &uid,
     };
     let config = match launch_config(id, spec, &devices, spec.termination_grace_period_seconds) {
-        Ok(c) => c,
+        Ok(c) => crate::migration::tls::with_migration_tls(c, &vm.spec.migration_policy),
         Err(message) => return Ok(blocked(pod, "InvalidLaunchConfig", message)),
     };
     let ifaces = interfaces(&uid, spec);
@@ -366,7 +405,7 @@ async fn drive(
     for pvc in disks::data_volumes(&name, &ns, spec) {
         applier.apply(pvc).await?;
     }
-    match ensure_root_disk(ctx, &applier, &ns, &name, spec, &source).await? {
+    match ensure_root_disk(ctx, &applier, &ns, &name, spec, &source, &mut status.import).await? {
         DiskState::Ready(reason, message) => set_condition(
             &mut status.conditions,
             ConditionUpdate::true_(DISK_READY, reason, message),
@@ -390,6 +429,9 @@ async fn drive(
             let out = Outcome::new(phase, reason, message);
             return Ok(if failed {
                 out.warn().requeue(Duration::from_secs(300))
+            } else if reason == IMPORTING {
+                // Progress is in the importer's log, which no watch sees.
+                out.requeue(import_progress::POLL)
             } else {
                 // The Job and claim watches wake us; the requeue is a
                 // safety net.
@@ -397,6 +439,18 @@ async fn drive(
             });
         }
     };
+    if config.migration_tls_dir.is_some()
+        && let Err(e) = crate::migration::tls::ensure(&ctx.client, vm).await
+    {
+        // The pod mounts the certificates: it waits for them.
+        return Ok(Outcome::new(
+            VmPhase::Pending,
+            "MigrationCertificates",
+            format!("issuing the VM's migration certificates: {e:#}"),
+        )
+        .warn()
+        .requeue(Duration::from_secs(30)));
+    }
     applier.apply(launch_config_map(&config)).await?;
     applier.apply(desired).await?;
     status.ip_addresses.clear();
@@ -432,6 +486,8 @@ fn blocked(pod: Option<&Pod>, reason: &str, message: String) -> Outcome {
 /// `Ok(Err((reason, message)))` when the VM cannot get its disk yet.
 async fn resolve_source(
     ctx: &Context,
+    ns: &str,
+    vm: &str,
     spec: &VmSpec,
 ) -> Result<Result<RootSource, (&'static str, String)>, Error> {
     let checksum = spec.image.checksum.clone();
@@ -444,9 +500,18 @@ async fn resolve_source(
             namespace: namespace.map(str::to_owned),
             name: name.to_owned(),
         }),
-        Ok(ImageSource::Snapshot(name)) => Ok(RootSource::Snapshot {
-            name: name.to_owned(),
-        }),
+        // A VolumeSnapshot, or a VM snapshot from `status.snapshots`;
+        // once restored, the disk says which (the snapshot may be gone).
+        Ok(ImageSource::Snapshot(name)) => match restored_from(ctx, ns, vm).await? {
+            Some(restored) => Ok(RootSource::Snapshot { name: restored }),
+            None => match crate::snapshots::restore::resolve(&ctx.client, ns, name)
+                .await
+                .map_err(kube_err("reading the snapshot to restore"))?
+            {
+                Ok(name) => Ok(RootSource::Snapshot { name }),
+                Err(e) => Err(("SnapshotNotFound", e.to_string())),
+            },
+        },
         Ok(ImageSource::Marketplace(image)) => {
             let Some((cns, cname)) = &ctx.settings.catalog else {
                 return Ok(Err((
@@ -481,6 +546,19 @@ async fn resolve_source(
     })
 }
 
+/// The VolumeSnapshot the VM's existing root disk was restored from.
+async fn restored_from(ctx: &Context, ns: &str, vm: &str) -> Result<Option<String>, Error> {
+    let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), ns);
+    let disk = pvcs
+        .get_opt(&Names::of(vm).root_disk())
+        .await
+        .map_err(kube_err("reading the root disk claim"))?;
+    Ok(disk
+        .and_then(|d| d.spec?.data_source)
+        .filter(|s| s.kind == "VolumeSnapshot")
+        .map(|s| s.name))
+}
+
 enum DiskState {
     Ready(&'static str, String),
     NotReady {
@@ -490,7 +568,11 @@ enum DiskState {
     },
 }
 
-/// Creates the root disk and imports its image when needed.
+/// The `DiskReady` reason while the importer Job runs.
+const IMPORTING: &str = "Importing";
+
+/// Creates the root disk and imports its image when needed; `import` is
+/// the VM's `status.import` (the import's progress and outcome).
 async fn ensure_root_disk(
     ctx: &Context,
     applier: &Applier,
@@ -498,6 +580,7 @@ async fn ensure_root_disk(
     vm: &str,
     spec: &VmSpec,
     source: &RootSource,
+    import: &mut Option<ImportStatus>,
 ) -> Result<DiskState, Error> {
     let names = Names::of(vm);
     let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), ns);
@@ -529,6 +612,7 @@ async fn ensure_root_disk(
     });
     let RootSource::Import { url, checksum } = source else {
         // Clones and snapshot restores are filled by the provisioner.
+        *import = None;
         let pvc = applier
             .apply(disks::root_disk(vm, ns, spec, source, false))
             .await?;
@@ -556,6 +640,7 @@ async fn ensure_root_disk(
                 .await?;
         }
         applier.prune::<Job>(ns, &BTreeSet::new()).await?;
+        *import = Some(import_progress::finished_status(url, true, import.as_ref()));
         return Ok(DiskState::Ready(
             "Imported",
             format!("the root disk holds {url}"),
@@ -590,24 +675,41 @@ async fn ensure_root_disk(
         }
     };
     Ok(match disks::import_state(&job) {
-        ImportState::Running => DiskState::NotReady {
-            reason: "Importing",
-            message: format!(
-                "importing {url} into {} (job {job_name})",
+        ImportState::Running => {
+            let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
+            let latest = import_progress::latest_progress(&pods, &job).await;
+            let progress =
+                import_progress::running_status(url, &job_name, latest.as_ref(), import.as_ref());
+            let message = format!(
+                "{} (into {}, job {job_name})",
+                import_progress::message(&progress),
                 names.root_disk()
-            ),
-            failed: false,
-        },
-        ImportState::Failed(m) => DiskState::NotReady {
-            reason: "ImportFailed",
-            message: format!("importing {url} failed (job {job_name}): {m}"),
-            failed: true,
-        },
+            );
+            *import = Some(progress);
+            DiskState::NotReady {
+                reason: IMPORTING,
+                message,
+                failed: false,
+            }
+        }
+        ImportState::Failed(m) => {
+            *import = Some(import_progress::finished_status(
+                url,
+                false,
+                import.as_ref(),
+            ));
+            DiskState::NotReady {
+                reason: "ImportFailed",
+                message: format!("importing {url} failed (job {job_name}): {m}"),
+                failed: true,
+            }
+        }
         ImportState::Succeeded => {
             applier
                 .apply(disks::root_disk(vm, ns, spec, source, true))
                 .await?;
             applier.prune::<Job>(ns, &BTreeSet::new()).await?;
+            *import = Some(import_progress::finished_status(url, true, import.as_ref()));
             DiskState::Ready("Imported", format!("the root disk holds {url}"))
         }
     })
@@ -814,7 +916,7 @@ async fn observe_running(
                     e.reason(),
                     format!("cannot read the launcher's status: {e}"),
                 );
-                if status.phase == Some(VmPhase::Running) {
+                if matches!(status.phase, Some(VmPhase::Running | VmPhase::Migrating)) {
                     // Keep reporting the VM as running; only the view is lost.
                     out.phase = VmPhase::Running;
                     out.ready = ConditionUpdate::unknown(READY, e.reason(), out.ready.message);

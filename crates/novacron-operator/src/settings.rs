@@ -8,10 +8,12 @@
 //! | `NOVACRON_DEVICE_MAPPING` | extra GPU/FPGA mapping rules, YAML (see [`crate::build::devices`]) | built-in vendors |
 //! | `NOVACRON_IMAGE_CATALOG` | `NAMESPACE/NAME` of the image catalog ConfigMap | `$POD_NAMESPACE/novacron-image-catalog` |
 //! | `NOVACRON_STATUS_INTERVAL` | how often a running VM's launcher is polled (usage, guest state) | `60s` |
+//! | `NOVACRON_MAX_PARALLEL_MIGRATIONS` | live migrations running at once in the cluster; more wait `Pending` | `2` |
 //! | `NOVACRON_WEBHOOK_ADDR` | serve the admission webhook (TLS) on this address | off |
 //! | `NOVACRON_WEBHOOK_SERVICE` | Service name the API server calls the webhook through | `novacron-webhook` |
 //! | `NOVACRON_WEBHOOK_HOSTS` | extra certificate names/IPs, comma separated | none |
 //! | `NOVACRON_WEBHOOK_CONFIGURATION` | name of the webhook configurations whose CA bundle the operator sets | `novacron-operator` |
+//! | `NOVACRON_WEBHOOK_SECRET` | Secret keeping the webhook's CA and serving certificate, `NAME` (in `$POD_NAMESPACE`) or `NAMESPACE/NAME` | `$POD_NAMESPACE/novacron-operator-webhook-tls`; without a namespace a new CA at every start |
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -31,7 +33,15 @@ pub struct WebhookSettings {
     /// Name of the Validating- and MutatingWebhookConfiguration to inject
     /// the CA into.
     pub configuration: String,
+    /// Namespace and name of the Secret keeping the CA and the serving
+    /// certificate across restarts and replicas (`None`: a new CA at every
+    /// start).
+    pub secret: Option<(String, String)>,
 }
+
+/// Default name of the webhook's certificate Secret (the webhook
+/// component's RBAC names it).
+pub const WEBHOOK_SECRET: &str = "novacron-operator-webhook-tls";
 
 /// Everything the operator reads from its environment.
 #[derive(Clone, Debug)]
@@ -42,6 +52,8 @@ pub struct Settings {
     pub catalog: Option<(String, String)>,
     pub status_interval: Duration,
     pub webhook: Option<WebhookSettings>,
+    /// Cluster-wide limit of live migrations past `Pending`.
+    pub max_parallel_migrations: u32,
 }
 
 impl Default for Settings {
@@ -52,6 +64,7 @@ impl Default for Settings {
             catalog: None,
             status_interval: Duration::from_secs(60),
             webhook: None,
+            max_parallel_migrations: 2,
         }
     }
 }
@@ -86,6 +99,18 @@ impl Settings {
                 .map_err(|e| anyhow::anyhow!("NOVACRON_STATUS_INTERVAL: {e}"))?
                 .max(Duration::from_secs(5));
         }
+        if let Some(v) = var("NOVACRON_MAX_PARALLEL_MIGRATIONS") {
+            s.max_parallel_migrations = v
+                .trim()
+                .parse::<u32>()
+                .ok()
+                .filter(|n| *n >= 1)
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "NOVACRON_MAX_PARALLEL_MIGRATIONS: {v:?} is not a count of at least 1"
+                    )
+                })?;
+        }
         if let Some(addr) = var("NOVACRON_WEBHOOK_ADDR") {
             let addr: SocketAddr = addr.parse().context("NOVACRON_WEBHOOK_ADDR")?;
             let service = var("NOVACRON_WEBHOOK_SERVICE").unwrap_or("novacron-webhook".into());
@@ -107,6 +132,18 @@ impl Settings {
                 hosts,
                 configuration: var("NOVACRON_WEBHOOK_CONFIGURATION")
                     .unwrap_or("novacron-operator".into()),
+                secret: match var("NOVACRON_WEBHOOK_SECRET") {
+                    Some(v) if v.contains('/') => {
+                        Some(parse_ref(&v).context("NOVACRON_WEBHOOK_SECRET")?)
+                    }
+                    Some(v) if operator_core::names::is_dns_subdomain(&v) => {
+                        namespace.clone().map(|ns| (ns, v))
+                    }
+                    Some(v) => anyhow::bail!(
+                        "NOVACRON_WEBHOOK_SECRET: {v:?}: expected NAME or NAMESPACE/NAME"
+                    ),
+                    None => namespace.clone().map(|ns| (ns, WEBHOOK_SECRET.to_owned())),
+                },
             });
         }
         Ok(s)

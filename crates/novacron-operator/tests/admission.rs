@@ -357,6 +357,26 @@ async fn invalid_manifests_are_rejected_with_clear_messages() {
             "retention",
         ),
         (
+            "retention-negative",
+            json!({"snapshotPolicy": {"schedule": "@daily", "retention": -3}}),
+            "spec.snapshotPolicy.retention: Invalid value: -3",
+        ),
+        (
+            "retention-huge",
+            json!({"snapshotPolicy": {"schedule": "@daily", "retention": 1001}}),
+            "should be less than or equal to 1000",
+        ),
+        (
+            "cron-empty",
+            json!({"snapshotPolicy": {"schedule": ""}}),
+            "spec.snapshotPolicy.schedule",
+        ),
+        (
+            "time-zone-empty",
+            json!({"snapshotPolicy": {"schedule": "@daily", "timeZone": ""}}),
+            "spec.snapshotPolicy.timeZone",
+        ),
+        (
             "cpu-0",
             tspec(json!({"resources": {"cpu": 0}})),
             "should be greater than or equal to 1",
@@ -794,7 +814,8 @@ async fn controllers_report_validation_in_status_and_events() {
     assert_eq!((s.as_str(), reason.as_str()), ("False", "MissingTemplate"));
     assert!(message.contains("spec.template is required"), "{message}");
 
-    // A migration request: Accepted and Pending.
+    // A migration request for a VM whose policy does not allow it: refused
+    // with the VM's LiveMigratable reason, Failed, nothing created.
     let migrations: Api<VirtualMachineMigration> = ns.api();
     let m: VirtualMachineMigration = serde_json::from_value(json!({
         "apiVersion": "novacron.io/v1alpha1", "kind": "VirtualMachineMigration",
@@ -802,15 +823,20 @@ async fn controllers_report_validation_in_status_and_events() {
     }))
     .unwrap();
     migrations.create(&PostParams::default(), &m).await.unwrap();
-    let m = envtest::eventually("migration accepted", WAIT, || async {
+    let (m, reason, message) = envtest::eventually("migration refused", WAIT, || async {
         let m = migrations.get("move-my-vm").await.ok()?;
-        let (s, ..) = accepted(m.status.as_ref().map(|s| s.conditions.as_slice()))?;
-        (s == "True").then_some(m)
+        let (s, reason, message, _) = accepted(m.status.as_ref().map(|s| s.conditions.as_slice()))?;
+        (s == "False").then_some((m, reason, message))
     })
     .await;
+    assert_eq!(reason, "MigrationDisabled", "{message}");
+    assert!(
+        message.contains("my-vm is not live-migratable"),
+        "{message}"
+    );
     assert_eq!(
         m.status.as_ref().unwrap().phase,
-        Some(MigrationPhase::Pending)
+        Some(MigrationPhase::Failed)
     );
     assert_eq!(m.status.as_ref().unwrap().observed_generation, Some(1));
 

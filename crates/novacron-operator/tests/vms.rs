@@ -26,7 +26,7 @@ use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use novacron_launcher::api::{HookStatus, LauncherPhase, LauncherStatus};
 use novacron_launcher::config::LaunchConfig;
-use novacron_operator::crd::{VirtualMachine, VmPhase};
+use novacron_operator::crd::{ImportPhase, VirtualMachine, VmPhase};
 use novacron_operator::settings::{Settings, WebhookSettings};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -79,6 +79,10 @@ fn operator() -> &'static Operator {
                         addr: ([127, 0, 0, 1], webhook_port).into(),
                         hosts: vec!["127.0.0.1".into(), "localhost".into()],
                         configuration: WEBHOOK_CONFIG.into(),
+                        secret: Some((
+                            "novacron-system".into(),
+                            novacron_operator::settings::WEBHOOK_SECRET.into(),
+                        )),
                     }),
                     ..Settings::default()
                 };
@@ -976,4 +980,541 @@ async fn a_vm_runs_under_the_real_launcher_and_qemu() {
         .unwrap();
     assert!(exited.success(), "{exited:?}\n{}", launcher_log());
     wait_phase(&vms, "real", VmPhase::Stopped).await;
+}
+
+/// KWOK's stock `pod-complete` stage (Running pods owned by a Job succeed at
+/// once) with extra selector expressions.
+fn job_pod_complete_stage(name: &str, extra: &str) -> String {
+    format!(
+        r#"apiVersion: kwok.x-k8s.io/v1alpha1
+kind: Stage
+metadata:
+  name: {name}
+spec:
+  resourceRef:
+    apiGroup: v1
+    kind: Pod
+  selector:
+    matchExpressions:
+    - key: '.metadata.deletionTimestamp'
+      operator: 'DoesNotExist'
+    - key: '.status.phase'
+      operator: 'In'
+      values:
+      - 'Running'
+    - key: '.metadata.ownerReferences.[].kind'
+      operator: 'In'
+      values:
+      - 'Job'
+{extra}
+  next:
+    statusTemplate: |
+      {{{{ $now := Now }}}}
+      containerStatuses:
+      {{{{ range $index, $item := .spec.containers }}}}
+      - image: {{{{ $item.image | Quote }}}}
+        name: {{{{ $item.name | Quote }}}}
+        ready: false
+        restartCount: 0
+        started: false
+        state:
+          terminated:
+            exitCode: 0
+            finishedAt: {{{{ $now | Quote }}}}
+            reason: Completed
+            startedAt: {{{{ $now | Quote }}}}
+      {{{{ end }}}}
+      phase: Succeeded
+"#
+    )
+}
+
+/// The annotation that completes a held Job pod (see [`hold_job_pods`]).
+const COMPLETE_ANNOTATION: &str = "novacron.test/complete";
+
+/// Job pods in `ns` stay Running (KWOK otherwise completes them at once)
+/// until they carry [`COMPLETE_ANNOTATION`]: the stock `pod-complete` stage
+/// leaves `ns` out, and a second stage completes annotated pods.
+async fn hold_job_pods(client: &Client, ns: &str) {
+    let skip_ns = format!("    - cel:\n        expression: self.metadata.namespace != '{ns}'");
+    envtest::kwok::apply_stage(client, &job_pod_complete_stage("pod-complete", &skip_ns))
+        .await
+        .unwrap();
+    let on_request = format!(
+        "    - cel:\n        expression: has(self.metadata.annotations) && '{COMPLETE_ANNOTATION}' in self.metadata.annotations"
+    );
+    envtest::kwok::apply_stage(
+        client,
+        &job_pod_complete_stage("pod-complete-on-request", &on_request),
+    )
+    .await
+    .unwrap();
+}
+
+/// Serves `body` at `/disk.img` at about `bytes_per_second`, so a download
+/// takes a while.
+async fn serve_slowly(body: Vec<u8>, bytes_per_second: usize) -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let body = Arc::new(body);
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut conn, _)) = listener.accept().await else {
+                return;
+            };
+            let body = body.clone();
+            tokio::spawn(async move {
+                let mut req = Vec::new();
+                let mut chunk = [0u8; 1024];
+                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => req.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                if !req.starts_with(b"GET /disk.img ") {
+                    let _ = conn
+                        .write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                        .await;
+                    return;
+                }
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                    body.len()
+                );
+                if conn.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                // Ten slices a second.
+                for slice in body.chunks((bytes_per_second / 10).max(1)) {
+                    if conn.write_all(slice).await.is_err() {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                let _ = conn.shutdown().await;
+            });
+        }
+    });
+    port
+}
+
+/// The real importer (`novacron-launcher import`, with the importer Job's
+/// own arguments) downloads from a slow local server while KWOK serves its
+/// stdout as the Job pod's log: the operator reads the log's tail and the
+/// VM status shows the percentage climbing, then `Imported` once the Job
+/// completes.
+#[tokio::test]
+async fn import_progress_from_the_importer_log_shows_in_status() {
+    require_tool("qemu-img");
+    let bin = launcher_binary();
+    operator();
+    let ns = envtest::test_namespace("nc-import").await.unwrap();
+    let client = ns.client();
+    hold_job_pods(&client, &ns.name).await;
+    let vms: Api<VirtualMachine> = ns.api();
+    let jobs: Api<Job> = ns.api();
+    let pods: Api<Pod> = ns.api();
+    let launcher = FakeLauncher::start(running()).await;
+    launcher.route(&client, &ns.name, "slow").await;
+
+    // A 10 MiB raw disk of incompressible bytes at 512 KiB/s: a 20 s
+    // download, several operator polls long.
+    const SIZE: usize = 10 << 20;
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let body: Vec<u8> = (0..SIZE)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    let port = serve_slowly(body, 512 << 10).await;
+    let url = format!("http://127.0.0.1:{port}/disk.img");
+    apply_vm(
+        &client,
+        &ns.name,
+        &vm(
+            "slow",
+            json!({"template": {"spec": {
+                "resources": {"cpu": 1, "memory": "512Mi", "disk": "1Gi"},
+                "image": {"source": url},
+            }}}),
+        ),
+    )
+    .await;
+
+    // The importer Job's pod runs (and stays running: held above).
+    let job = envtest::eventually("importer job", TIMEOUT, || async {
+        jobs.list(&ListParams::default())
+            .await
+            .ok()?
+            .items
+            .into_iter()
+            .next()
+    })
+    .await;
+    let job_name = job.name_any();
+    let pod = envtest::eventually("running importer pod", TIMEOUT, || async {
+        pods.list(
+            &ListParams::default().labels(&format!("batch.kubernetes.io/job-name={job_name}")),
+        )
+        .await
+        .ok()?
+        .items
+        .into_iter()
+        .find(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+    })
+    .await;
+    let vm = vms.get("slow").await.unwrap();
+    assert_eq!(phase(&vm), Some(VmPhase::Pending));
+    let import = vm.status.as_ref().unwrap().import.clone().unwrap();
+    assert_eq!(import.source, url);
+    assert_eq!(import.job.as_deref(), Some(job_name.as_str()));
+
+    // Its log is a local file, in the CRI format the kubelet serves.
+    let dir = tempfile::tempdir().unwrap();
+    let log_file = dir.path().join("importer.log");
+    std::fs::write(&log_file, "").unwrap();
+    envtest::kwok::serve_logs(&client, &ns.name, &pod.name_any(), &log_file, false)
+        .await
+        .unwrap();
+
+    // The real importer with the Job's arguments, the disk in a temporary
+    // directory instead of the claim's mount.
+    let container = &job.spec.unwrap().template.spec.unwrap().containers[0];
+    let dest = dir.path().join("disk.img");
+    let mut args = container.args.clone().unwrap();
+    let at = args.iter().position(|a| a == "--dest").unwrap();
+    args[at + 1] = dest.display().to_string();
+    assert!(args.contains(&url), "{args:?}");
+    let mut importer = tokio::process::Command::new(&bin)
+        .args(&args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let stdout = importer.stdout.take().unwrap();
+    let appender = {
+        let log_file = log_file.clone();
+        tokio::spawn(async move {
+            use std::io::Write;
+            use tokio::io::AsyncBufReadExt;
+            let mut lines = tokio::io::BufReader::new(stdout).lines();
+            let mut out = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&log_file)
+                .unwrap();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let at = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.9fZ");
+                writeln!(out, "{at} stdout F {line}").unwrap();
+                out.flush().unwrap();
+            }
+        })
+    };
+
+    // The status follows the download: Ready and DiskReady say how far it
+    // is, status.import has the figures.
+    let message_shape =
+        regex::Regex::new(r"^importing \S+: (\d+)% \([\d.]+ (B|KiB|MiB) of 10\.0 MiB\) \(into slow-rootdisk, job slow-import-").unwrap();
+    let mut seen: Vec<i32> = Vec::new();
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    let exit = loop {
+        if let Ok(Some(exit)) = importer.try_wait() {
+            break exit;
+        }
+        let vm = vms.get("slow").await.unwrap();
+        let import = vm.status.as_ref().and_then(|s| s.import.clone());
+        if let Some(import) = import.filter(|i| i.phase == ImportPhase::Downloading) {
+            let percent = import.percent.unwrap();
+            let (_, reason, message) = condition(&vm, "Ready").unwrap();
+            let disk = condition(&vm, "DiskReady").unwrap();
+            assert_eq!(
+                (reason.as_str(), disk.1.as_str()),
+                ("Importing", "Importing")
+            );
+            assert_eq!(disk.2, message);
+            let shown: i32 = message_shape
+                .captures(&message)
+                .unwrap_or_else(|| panic!("unexpected message {message:?}"))[1]
+                .parse()
+                .unwrap();
+            assert!(
+                message.starts_with(&format!("importing {url}: ")),
+                "{message}"
+            );
+            assert_eq!(import.bytes_total, Some(SIZE as i64));
+            assert_eq!(import.progress, Some(format!("{percent}%")));
+            // The message and the figures come from the same report.
+            assert_eq!(shown, percent, "{message} vs {import:?}");
+            if seen.last() != Some(&percent) {
+                seen.push(percent);
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the importer did not finish; seen {seen:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert!(exit.success(), "the importer failed: {exit:?}");
+    appender.await.unwrap();
+    println!("import percentages the VM status showed: {seen:?}");
+    let mid_way: Vec<i32> = seen.iter().copied().filter(|p| *p < 100).collect();
+    assert!(
+        mid_way.len() >= 2 && mid_way.windows(2).all(|w| w[0] < w[1]),
+        "the percentage did not climb mid-way: {seen:?}"
+    );
+    // The importer's own last line (the log file is in CRI format).
+    let log: String = std::fs::read_to_string(&log_file)
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.splitn(4, ' ').nth(3))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let last = novacron_launcher::api::ImportProgress::latest_in_log(&log).unwrap();
+    assert_eq!(
+        last.phase,
+        novacron_launcher::api::ImportPhase::Succeeded,
+        "{log}"
+    );
+    assert!(dest.is_file(), "the importer wrote no disk");
+
+    // The importer ended: its pod completes, and so does the Job.
+    pods.patch(
+        &pod.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&json!({"metadata": {"annotations": {COMPLETE_ANNOTATION: "true"}}})),
+    )
+    .await
+    .unwrap();
+    let vm = envtest::eventually("disk imported", TIMEOUT, || async {
+        let vm = vms.get("slow").await.ok()?;
+        (condition(&vm, "DiskReady")?.1 == "Imported").then_some(vm)
+    })
+    .await;
+    let import = vm.status.unwrap().import.unwrap();
+    assert_eq!(import.phase, ImportPhase::Succeeded);
+    assert_eq!(
+        (import.percent, import.progress.as_deref()),
+        (Some(100), Some("100%"))
+    );
+    assert_eq!(
+        (import.bytes_done, import.bytes_total),
+        (Some(SIZE as i64), Some(SIZE as i64))
+    );
+    wait_phase(&vms, "slow", VmPhase::Running).await;
+}
+
+/// Webhook configurations named `name` that call `https://127.0.0.1:port`
+/// for VMs in `ns` only, both failing closed: a VM created there proves the
+/// API server reached that webhook and trusted its certificate.
+async fn install_scoped_webhooks(client: &Client, name: &str, port: u16, ns: &str) {
+    for (kind, hook, path) in [
+        (
+            "ValidatingWebhookConfiguration",
+            "validate.restart.novacron.io",
+            "/validate",
+        ),
+        (
+            "MutatingWebhookConfiguration",
+            "defaults.restart.novacron.io",
+            "/mutate",
+        ),
+    ] {
+        let obj = json!({
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": kind,
+            "metadata": {"name": name},
+            "webhooks": [{
+                "name": hook,
+                "admissionReviewVersions": ["v1"],
+                "sideEffects": "None",
+                "failurePolicy": "Fail",
+                "timeoutSeconds": 10,
+                "clientConfig": {"url": format!("https://127.0.0.1:{port}{path}")},
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}},
+                "rules": [{
+                    "apiGroups": ["novacron.io"], "apiVersions": ["v1alpha1"],
+                    "operations": ["CREATE", "UPDATE"],
+                    "resources": ["virtualmachines"],
+                }],
+            }],
+        });
+        envtest::manifest::apply_yaml(client, &obj.to_string(), "default", MANAGER)
+            .await
+            .unwrap();
+    }
+}
+
+/// The CA bundles of both configurations named `name`, with their
+/// resourceVersions.
+async fn ca_bundles(client: &Client, name: &str) -> Vec<(Option<String>, Option<String>)> {
+    let validating: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
+    let mutating: Api<k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration> =
+        Api::all(client.clone());
+    let text =
+        |b: Option<&k8s_openapi::ByteString>| b.map(|b| String::from_utf8_lossy(&b.0).into_owned());
+    let v = validating.get(name).await.unwrap();
+    let m = mutating.get(name).await.unwrap();
+    vec![
+        (
+            text(v.webhooks.unwrap()[0].client_config.ca_bundle.as_ref()),
+            v.metadata.resource_version,
+        ),
+        (
+            text(m.webhooks.unwrap()[0].client_config.ca_bundle.as_ref()),
+            m.metadata.resource_version,
+        ),
+    ]
+}
+
+/// Reviews `webhook` allowed, from the webhook's own metrics.
+fn admissions(metrics: &operator_core::metrics::Metrics, webhook: &str) -> u64 {
+    admission_count(metrics, webhook, true)
+}
+
+fn admissions_refused(metrics: &operator_core::metrics::Metrics) -> u64 {
+    admission_count(metrics, "validate", false)
+}
+
+fn admission_count(metrics: &operator_core::metrics::Metrics, webhook: &str, allowed: bool) -> u64 {
+    let prefix =
+        format!("novacron_webhook_requests_total{{webhook=\"{webhook}\",allowed=\"{allowed}\"}} ");
+    metrics
+        .encode()
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix)?.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Two replicas starting together converge on one CA kept in a Secret; a
+/// restart reuses it (no new CA, no rewrite of the configurations) and the
+/// real API server still calls the webhook; other names re-issue only the
+/// serving certificate.
+#[tokio::test]
+async fn the_webhook_ca_survives_restarts_and_replicas() {
+    use novacron_operator::webhook::tls::{CA_CERT_KEY, CERT_KEY};
+    operator();
+    let ns = envtest::test_namespace("nc-webhook-ca").await.unwrap();
+    let client = ns.client();
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = ns.api();
+    let secret_ca = |s: &k8s_openapi::api::core::v1::Secret, key: &str| {
+        String::from_utf8(s.data.as_ref().unwrap()[key].0.clone()).unwrap()
+    };
+
+    // The shared operator (the deploy RBAC, its ServiceAccount) keeps its
+    // CA in the component's Secret, and that CA is the one injected.
+    let shared: Api<k8s_openapi::api::core::v1::Secret> =
+        Api::namespaced(client.clone(), "novacron-system");
+    let shared_secret = shared
+        .get(novacron_operator::settings::WEBHOOK_SECRET)
+        .await
+        .unwrap();
+    assert_eq!(
+        ca_bundles(&client, WEBHOOK_CONFIG).await[0].0.as_deref(),
+        Some(secret_ca(&shared_secret, CA_CERT_KEY).as_str())
+    );
+
+    let config = ns.name.clone();
+    let port = free_port();
+    install_scoped_webhooks(&client, &config, port, &ns.name).await;
+    let settings = |port: u16, hosts: &[&str]| WebhookSettings {
+        addr: ([127, 0, 0, 1], port).into(),
+        hosts: hosts.iter().map(|h| h.to_string()).collect(),
+        configuration: config.clone(),
+        secret: Some((ns.name.clone(), "novacron-operator-webhook-tls".into())),
+    };
+    let hosts = ["127.0.0.1", "localhost"];
+    let start = |settings: WebhookSettings| {
+        let client = client.clone();
+        async move {
+            let metrics = operator_core::metrics::Metrics::new();
+            let vm_metrics = novacron_operator::metrics::VmMetrics::register(&metrics);
+            let hook = novacron_operator::webhook::start(
+                client,
+                settings,
+                vm_metrics,
+                tokio_util::sync::CancellationToken::new(),
+            )
+            .await
+            .unwrap();
+            (hook, metrics)
+        }
+    };
+
+    // Two replicas at once: one creates the Secret, the other reads it.
+    let ((a, a_metrics), (b, _)) = tokio::join!(
+        start(settings(port, &hosts)),
+        start(settings(free_port(), &hosts))
+    );
+    assert_eq!(a.ca_pem, b.ca_pem, "the replicas made different CAs");
+    let ca = a.ca_pem.clone();
+    let stored = secrets.get("novacron-operator-webhook-tls").await.unwrap();
+    assert_eq!(secret_ca(&stored, CA_CERT_KEY), ca);
+    let injected = ca_bundles(&client, &config).await;
+    for (bundle, _) in &injected {
+        assert_eq!(bundle.as_deref(), Some(ca.as_str()));
+    }
+    apply_vm(&client, &ns.name, &vm("before", json!({"running": false}))).await;
+    assert!(admissions(&a_metrics, "validate") >= 1);
+    assert!(admissions(&a_metrics, "mutate") >= 1);
+
+    // A restart with the same settings: the same CA and certificate from
+    // the Secret, which is not rewritten, and no new injection.
+    a.stop().await;
+    b.stop().await;
+    let (again, again_metrics) = start(settings(port, &hosts)).await;
+    assert_eq!(again.ca_pem, secret_ca(&stored, CA_CERT_KEY));
+    let reread = secrets.get("novacron-operator-webhook-tls").await.unwrap();
+    assert_eq!(
+        reread.metadata.resource_version, stored.metadata.resource_version,
+        "the Secret was rewritten on restart"
+    );
+    assert_eq!(ca_bundles(&client, &config).await, injected);
+    // The real API server calls the restarted webhook and trusts it.
+    apply_vm(&client, &ns.name, &vm("after", json!({"running": false}))).await;
+    assert!(admissions(&again_metrics, "validate") >= 1);
+    assert!(admissions(&again_metrics, "mutate") >= 1);
+    let vms: Api<VirtualMachine> = ns.api();
+    let refused = vms
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(vm(
+                "bad",
+                json!({"snapshotPolicy": {"schedule": "@daily", "timeZone": "Mars/Olympus"}}),
+            ))
+            .unwrap(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains("denied the request"),
+        "{refused}"
+    );
+    assert!(
+        admissions_refused(&again_metrics) >= 1,
+        "not refused by the restarted webhook"
+    );
+    again.stop().await;
+
+    // Another name for the webhook: a new serving certificate, same CA.
+    let (renamed, _) = start(settings(
+        port,
+        &["127.0.0.1", "localhost", "novacron-webhook.example"],
+    ))
+    .await;
+    assert_eq!(renamed.ca_pem, ca);
+    let renewed = secrets.get("novacron-operator-webhook-tls").await.unwrap();
+    assert_ne!(
+        renewed.metadata.resource_version,
+        stored.metadata.resource_version
+    );
+    assert_eq!(secret_ca(&renewed, CA_CERT_KEY), ca);
+    assert_ne!(secret_ca(&renewed, CERT_KEY), secret_ca(&stored, CERT_KEY));
+    assert_eq!(ca_bundles(&client, &config).await, injected);
+    apply_vm(&client, &ns.name, &vm("renamed", json!({"running": false}))).await;
+    renamed.stop().await;
 }

@@ -40,6 +40,8 @@ pub const BLOCK_DIR: &str = "/dev/disks";
 /// User and group the launcher and importer run as (QEMU's usual `qemu`
 /// uid/gid 107, as in KubeVirt); the claims are owned by this group.
 pub const QEMU_UID: i64 = 107;
+/// The importer Job's container (its log carries the import progress).
+pub const IMPORTER_CONTAINER: &str = "importer";
 
 /// Where the root disk comes from, resolved (a `marketplace://` name already
 /// looked up in the catalog).
@@ -104,6 +106,10 @@ pub fn root_disk(
     });
     let claim = pvc.spec.as_mut().expect("the builder sets a spec");
     claim.volume_mode = Some("Filesystem".into());
+    if spec.root_disk_access_mode.is_some() {
+        // Only when asked: the access mode of an existing claim is immutable.
+        claim.access_modes = Some(vec![pvc_mode(spec.root_disk_access_mode).as_str().into()]);
+    }
     match source {
         RootSource::Import { .. } => {}
         RootSource::ClonePvc {
@@ -228,7 +234,7 @@ pub fn importer_job(
         args.extend(["--checksum".to_owned(), c.to_owned()]);
     }
     let container = Container {
-        name: "importer".into(),
+        name: IMPORTER_CONTAINER.into(),
         image: Some(image.to_owned()),
         command: Some(vec!["novacron-launcher".into()]),
         args: Some(args),

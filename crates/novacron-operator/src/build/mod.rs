@@ -9,6 +9,8 @@
 //! | importer Job (http(s) and marketplace images) | `<vm>-import-<hash>` | [`disks`] |
 //! | launch ConfigMap (`launch.json`) | `<vm>-launch` | [`launch`] |
 //! | launcher Pod | `<vm>-launcher` | [`pod`] |
+//! | migration target Pod and ConfigMap | `<vm>-launcher-<hash>`, `<vm>-launch-<hash>` | [`crate::migration::target`] |
+//! | migration TLS Secret | `<vm>-migration-tls` | [`crate::migration::tls`] |
 
 pub mod devices;
 pub mod disks;
@@ -53,6 +55,28 @@ impl Names {
     /// The ConfigMap holding `launch.json`.
     pub fn config_map(&self) -> String {
         format!("{}-launch", self.vm)
+    }
+
+    /// The Secret with the VM's migration TLS certificates (mounted by
+    /// every launcher pod of a VM that migrates encrypted).
+    pub fn migration_tls(&self) -> String {
+        format!("{}-migration-tls", self.vm)
+    }
+
+    /// The launcher pod receiving the VM in the migration with UID
+    /// `migration_uid` (and, with [`Names::target_config_map`], its launch
+    /// ConfigMap).
+    pub fn target_pod(&self, migration_uid: &str) -> String {
+        format!("{}-{}", self.pod(), &stable_hash_hex(&[migration_uid])[..8])
+    }
+
+    /// The launch ConfigMap of [`Names::target_pod`].
+    pub fn target_config_map(&self, migration_uid: &str) -> String {
+        format!(
+            "{}-{}",
+            self.config_map(),
+            &stable_hash_hex(&[migration_uid])[..8]
+        )
     }
 
     /// The root disk claim.

@@ -191,6 +191,18 @@ pub fn launcher_pod(input: &PodInput<'_>) -> Pod {
         });
         mounts.push(mount("userdata", USER_DATA_DIR, true));
     }
+    if let Some(dir) = &config.migration_tls_dir {
+        // Both sides of a migration read the VM's certificates here.
+        volumes.push(Volume {
+            name: "migration-tls".into(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(names.migration_tls()),
+                ..SecretVolumeSource::default()
+            }),
+            ..Volume::default()
+        });
+        mounts.push(mount("migration-tls", &dir.to_string_lossy(), true));
+    }
     let mut devices_block = Vec::new();
     for v in &spec.volumes {
         let vol = format!("disk-{}", v.name);

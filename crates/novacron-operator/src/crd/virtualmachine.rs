@@ -43,6 +43,7 @@ pub const QUANTITY_PATTERN: &str = r"^\+?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGT
     printcolumn(name = "CPUs", type_ = "integer", json_path = ".spec.template.spec.resources.cpu", description = "Virtual CPUs", priority = 1),
     printcolumn(name = "Memory", type_ = "string", json_path = ".spec.template.spec.resources.memory", description = "Guest memory", priority = 1),
     printcolumn(name = "Image", type_ = "string", json_path = ".spec.template.spec.image.source", description = "Root disk image", priority = 1),
+    printcolumn(name = "Import", type_ = "string", json_path = ".status.import.progress", description = "Progress of the root disk's image import", priority = 1),
     selectable = ".status.nodeName",
     selectable = ".status.phase",
     validation = Rule::new("self.metadata.name.size() <= 63 && self.metadata.name.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')")
@@ -154,6 +155,12 @@ pub struct VmSpec {
     #[schemars(length(max = 32))]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
     pub volumes: Vec<Volume>,
+
+    /// Access mode of the root disk claim (default `ReadWriteOnce`). Live
+    /// migration needs `ReadWriteMany`: the source and the target launcher
+    /// attach the disk on two nodes at once while the VM moves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root_disk_access_mode: Option<AccessMode>,
 
     /// Host devices passed through to the VM (GPUs, FPGAs). They become
     /// extended-resource requests on the launcher pod, so the VM lands only on
@@ -759,6 +766,11 @@ pub struct VirtualMachineStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceUsage>,
 
+    /// The root disk's image import (http(s) and marketplace sources): its
+    /// progress while the importer runs, then its outcome.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub import: Option<ImportStatus>,
+
     /// Conditions: `Accepted` (the spec is valid), `Ready`, `LiveMigratable`
     /// (with the reason when not), `Paused`, and those of the disk import and
     /// hooks.
@@ -776,6 +788,48 @@ pub struct VirtualMachineStatus {
     /// When the snapshot policy fires next.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_snapshot_time: Option<Time>,
+}
+
+/// The root disk's image import.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ImportStatus {
+    /// The image being imported (the resolved URL; a marketplace name is
+    /// resolved through the image catalog).
+    pub source: String,
+    /// `Pending` (the importer has not reported yet), `Downloading`,
+    /// `Verifying` (checksum), `Converting` (`qemu-img`), `Succeeded` or
+    /// `Failed`.
+    pub phase: ImportPhase,
+    /// Percent of the download done, when the source tells its size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 100))]
+    pub percent: Option<i32>,
+    /// `percent` for people and printer columns (e.g. `42%`), or the bytes
+    /// downloaded when the size is unknown (e.g. `12.0 MiB`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<String>,
+    /// Bytes downloaded so far.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_done: Option<i64>,
+    /// Size of the image in bytes, when the source tells it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_total: Option<i64>,
+    /// The importer Job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<String>,
+}
+
+/// Phases of an image import.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum ImportPhase {
+    #[default]
+    Pending,
+    Downloading,
+    Verifying,
+    Converting,
+    Succeeded,
+    Failed,
 }
 
 /// Lifecycle phases of a VM.

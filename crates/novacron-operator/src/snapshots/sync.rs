@@ -35,8 +35,11 @@ pub trait Quiesce: Send + Sync {
 pub struct Outcome {
     /// `status.snapshots`, oldest first.
     pub snapshots: Vec<SnapshotStatus>,
-    /// When the next tick is due.
+    /// When to look again: the next tick, or soon while snapshots are
+    /// pending.
     pub requeue_after: Option<Duration>,
+    /// The next tick (none while the schedule is suspended).
+    pub next: Option<DateTime<Utc>>,
     /// The snapshot taken in this pass.
     pub taken: Option<String>,
     /// Snapshots retention deleted in this pass.
@@ -132,9 +135,11 @@ pub async fn sync(
                 }
             }
         }
-        // Release as soon as every snapshot is cut, before anything else.
-        if consistency.is_some()
+        // Release as soon as every snapshot is cut, before anything else;
+        // also after a failed quiesce (it may have timed out half-way).
+        if disks.running
             && let Err(e) = quiesce.release(disks.namespace, disks.vm).await
+            && consistency.is_some()
         {
             outcome.warnings.push(format!(
                 "could not resume {} after the snapshot: {e}",
@@ -182,6 +187,7 @@ pub async fn sync(
         .filter(|s| !doomed.contains(&s.name))
         .collect();
     outcome.pruned = doomed;
+    outcome.next = due.next.filter(|_| !policy.suspend);
     // Pending snapshots: look again soon; otherwise at the next tick.
     let pending = outcome
         .snapshots

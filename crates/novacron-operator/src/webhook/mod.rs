@@ -2,20 +2,23 @@
 //! (VirtualMachines and VirtualMachineMigrations, see [`admission`]) and
 //! `/mutate` (VirtualMachine defaults).
 //!
-//! Certificates are self-managed: at start the operator creates a CA and a
-//! serving certificate for the webhook Service's names (and any extra
-//! names/IPs configured), serves with it, and writes the CA into the
-//! `caBundle` of its ValidatingWebhookConfiguration and
-//! MutatingWebhookConfiguration. A restart makes a new CA and re-injects it,
-//! so nothing needs rotating; with several replicas, run one (or use
-//! cert-manager's CA injector instead).
+//! Certificates are self-managed: a CA and a serving certificate for the
+//! webhook Service's names (and any extra names/IPs configured), kept in a
+//! Secret in the operator's namespace ([`secret`]): created on first start,
+//! reused by restarts and other replicas, the serving certificate re-issued
+//! when it nears expiry or the names change. The operator serves with it
+//! and writes the CA into the `caBundle` of its
+//! ValidatingWebhookConfiguration and MutatingWebhookConfiguration when it
+//! differs, so restarts and replicas do not make it flap.
 
 pub mod admission;
+pub mod secret;
 pub mod tls;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
@@ -46,10 +49,17 @@ impl Webhook {
     pub fn abort(self) {
         self.task.abort();
     }
+
+    /// Stops serving and waits until the listener is closed (its address
+    /// can be bound again).
+    pub async fn stop(self) {
+        self.task.abort();
+        let _ = self.task.await;
+    }
 }
 
-/// Generates the certificates, starts serving and injects the CA into the
-/// webhook configurations (missing configurations are logged, not fatal:
+/// Loads (or creates) the certificates, starts serving and injects the CA
+/// into the webhook configurations (missing configurations are logged, not fatal:
 /// the operator works without its webhook, the CRD's CEL rules still
 /// apply).
 pub async fn start(
@@ -58,13 +68,24 @@ pub async fn start(
     metrics: VmMetrics,
     shutdown: CancellationToken,
 ) -> anyhow::Result<Webhook> {
-    let certs = tls::Certificates::generate(&settings.hosts)?;
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(certs.server_config()?));
+    if settings.secret.is_none() {
+        tracing::warn!(
+            "no namespace for the webhook's certificate Secret (POD_NAMESPACE or NOVACRON_WEBHOOK_SECRET): a new CA at every start"
+        );
+    }
+    let certs = current_certificates(&client, &settings, None).await?;
+    let serving = Arc::new(RwLock::new(Serving::new(certs.clone())?));
     let listener = tokio::net::TcpListener::bind(settings.addr).await?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, hosts = ?settings.hosts, "serving the admission webhook");
+    let refresher = refresh_loop(client.clone(), settings.clone(), serving.clone());
     let task = tokio::spawn(async move {
+        // Connections live in this set: stopping the server (dropping the
+        // set) closes kept-alive connections too, as a restart would.
+        let mut connections = tokio::task::JoinSet::new();
+        connections.spawn(refresher);
         loop {
+            while connections.try_join_next().is_some() {}
             let (tcp, _) = tokio::select! {
                 _ = shutdown.cancelled() => break,
                 accepted = listener.accept() => match accepted {
@@ -76,9 +97,9 @@ pub async fn start(
                     }
                 },
             };
-            let acceptor = acceptor.clone();
+            let acceptor = read(&serving).acceptor.clone();
             let metrics = metrics.clone();
-            tokio::spawn(async move {
+            connections.spawn(async move {
                 let tls = match acceptor.accept(tcp).await {
                     Ok(t) => t,
                     Err(e) => {
@@ -101,6 +122,79 @@ pub async fn start(
         ca_pem: certs.ca_pem,
         task,
     })
+}
+
+/// How often a running webhook looks at its certificates again (a serving
+/// certificate is renewed 30 days before it expires; another replica may
+/// have renewed it already).
+const REFRESH: Duration = Duration::from_secs(12 * 3600);
+
+/// The certificates being served and their TLS acceptor.
+struct Serving {
+    certs: tls::Certificates,
+    acceptor: tokio_rustls::TlsAcceptor,
+}
+
+impl Serving {
+    fn new(certs: tls::Certificates) -> anyhow::Result<Self> {
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(certs.server_config()?));
+        Ok(Serving { certs, acceptor })
+    }
+}
+
+fn read(serving: &RwLock<Serving>) -> std::sync::RwLockReadGuard<'_, Serving> {
+    serving.read().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The certificates to serve: from the Secret (created or renewed there),
+/// or, without one, `held` (renewed in memory) or new ones.
+async fn current_certificates(
+    client: &kube::Client,
+    settings: &WebhookSettings,
+    held: Option<&tls::Certificates>,
+) -> anyhow::Result<tls::Certificates> {
+    let now = chrono::Utc::now();
+    if let Some((ns, name)) = &settings.secret {
+        let secrets: kube::Api<k8s_openapi::api::core::v1::Secret> =
+            kube::Api::namespaced(client.clone(), ns);
+        return secret::load_or_create(&secrets, name, &settings.hosts, now).await;
+    }
+    Ok(match held.map(|c| (c, c.renewal(&settings.hosts, now))) {
+        Some((c, tls::Renewal::Keep)) => c.clone(),
+        Some((c, tls::Renewal::Serving(_))) => c.with_new_serving(&settings.hosts, now)?,
+        _ => tls::Certificates::generate(&settings.hosts, now)?,
+    })
+}
+
+/// Every [`REFRESH`]: serves renewed certificates, and injects a new CA.
+/// Failures are logged and retried at the next round (the renewal margin
+/// is weeks).
+async fn refresh_loop(
+    client: kube::Client,
+    settings: WebhookSettings,
+    serving: Arc<RwLock<Serving>>,
+) {
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + REFRESH, REFRESH);
+    loop {
+        ticks.tick().await;
+        let held = read(&serving).certs.clone();
+        let result = async {
+            let certs = current_certificates(&client, &settings, Some(&held)).await?;
+            if certs.cert_pem != held.cert_pem {
+                let next = Serving::new(certs.clone())?;
+                *serving.write().unwrap_or_else(|e| e.into_inner()) = next;
+                tracing::info!("serving a renewed webhook certificate");
+            }
+            if certs.ca_pem != held.ca_pem {
+                tls::inject_ca(&client, &settings.configuration, &certs.ca_pem).await?;
+            }
+            anyhow::Ok(())
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "cannot refresh the webhook certificates; retrying later");
+        }
+    }
 }
 
 async fn handle(
