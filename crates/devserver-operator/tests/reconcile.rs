@@ -78,31 +78,6 @@ async fn install_crds(client: &Client) {
         .unwrap();
 }
 
-/// A token for the user's ServiceAccount (TokenRequest API).
-async fn sa_token(client: &Client, ns: &str) -> String {
-    let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
-    let tr = sas
-        .create_token_request(USER_SA, &PostParams::default(), &Default::default())
-        .await
-        .unwrap();
-    tr.status.unwrap().token.unwrap()
-}
-
-/// A client for the shared cluster that authenticates with `token` only.
-async fn client_with_token(token: &str) -> Client {
-    let text = std::fs::read_to_string(envtest::shared().kubeconfig()).unwrap();
-    let mut doc: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
-    for user in doc["users"].as_sequence_mut().unwrap() {
-        user["user"] = serde_yaml::to_value(BTreeMap::from([("token", token)])).unwrap();
-    }
-    let kubeconfig =
-        kube::config::Kubeconfig::from_yaml(&serde_yaml::to_string(&doc).unwrap()).unwrap();
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-        .await
-        .unwrap();
-    Client::try_from(config).unwrap()
-}
-
 async fn setup(prefix: &str) -> (envtest::TestNamespace, String) {
     let ns = envtest::test_namespace(prefix).await.unwrap();
     start_operator();
@@ -281,7 +256,14 @@ async fn a_user_gets_a_namespace_rbac_and_quotas_and_deleting_it_cleans_up() {
 
     // And with a real token of that ServiceAccount: a DevServer can be
     // created in the user's namespace and not in another one.
-    let as_user = client_with_token(&sa_token(&client, &user_ns).await).await;
+    let as_user = envtest::kubeconfig::service_account_client(
+        &client,
+        envtest::shared().kubeconfig(),
+        &user_ns,
+        USER_SA,
+    )
+    .await
+    .unwrap();
     let probe = |name: &str| {
         serde_json::from_value::<DevServer>(serde_json::json!({
             "apiVersion": "devserver.io/v1", "kind": "DevServer",

@@ -11,13 +11,11 @@ use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::ReplicaSet;
-use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
-use kube::api::{Api, DynamicObject, ListParams, PostParams};
-use kube::config::Kubeconfig;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DynamicObject, ListParams};
 use kube::{Client, ResourceExt};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 /// One operator's install.
 pub struct Case {
@@ -249,54 +247,19 @@ pub async fn service_account_kubeconfig(
     admin: &Path,
     case: &Case,
 ) -> tempfile::NamedTempFile {
-    let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), case.namespace);
-    let request = TokenRequest {
-        spec: Some(TokenRequestSpec {
-            expiration_seconds: Some(3600),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    let token = sas
-        .create_token_request(case.service_account, &PostParams::default(), &request)
-        .await
-        .unwrap()
-        .status
-        .expect("a TokenRequest answer has a status")
-        .token;
-
-    let config = Kubeconfig::read_from(admin).unwrap();
-    let cluster = config
-        .clusters
-        .first()
-        .and_then(|c| c.cluster.clone())
-        .expect("the admin kubeconfig names a cluster");
-    let mut cluster_json = json!({ "server": cluster.server });
-    if let Some(data) = cluster.certificate_authority_data {
-        cluster_json["certificate-authority-data"] = json!(data);
-    }
-    if let Some(file) = cluster.certificate_authority {
-        cluster_json["certificate-authority"] = json!(file);
-    }
-    if cluster.insecure_skip_tls_verify == Some(true) {
-        cluster_json["insecure-skip-tls-verify"] = json!(true);
-    }
-    let kubeconfig = json!({
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{ "name": "envtest", "cluster": cluster_json }],
-        "users": [{ "name": case.service_account, "user": { "token": token } }],
-        "contexts": [{
-            "name": "operator",
-            "context": { "cluster": "envtest", "user": case.service_account, "namespace": case.namespace },
-        }],
-        "current-context": "operator",
-    });
+    let kubeconfig = envtest::kubeconfig::service_account_kubeconfig(
+        client,
+        admin,
+        case.namespace,
+        case.service_account,
+    )
+    .await
+    .expect("a kubeconfig for the operator's ServiceAccount");
     let file = tempfile::Builder::new()
         .prefix(&format!("{}-kubeconfig-", case.op))
         .tempfile()
         .unwrap();
-    std::fs::write(file.path(), serde_json::to_vec_pretty(&kubeconfig).unwrap()).unwrap();
+    std::fs::write(file.path(), kubeconfig).unwrap();
     file
 }
 
