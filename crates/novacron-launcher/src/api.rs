@@ -221,6 +221,13 @@ pub struct MigrateRequest {
     /// Maximum pause at switch-over in milliseconds (QEMU default 300).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub downtime_limit_ms: Option<u64>,
+    /// Switch to post-copy when pre-copy does not converge (see
+    /// [`crate::migration::POSTCOPY_AFTER_SYNCS`]): the VM then runs on the
+    /// target and pulls its remaining pages from here; from that point the
+    /// migration can no longer be cancelled. The target must have
+    /// `incoming.postCopy`. Not with compression or multifd channels.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub post_copy: bool,
     /// The launcher cancels the migration after this many seconds (the VM
     /// keeps running here; phase `Failed`, reason `MigrationTimeout`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -247,9 +254,23 @@ impl MigrateRequest {
         {
             return Err(format!("tlsHostname {h:?} needs tls: true"));
         }
+        if self.post_copy
+            && (self.compression != Compression::None || self.multifd_channels.is_some())
+        {
+            return Err(format!(
+                "postCopy cannot be combined with compression or multifdChannels: {POSTCOPY_MULTIFD}"
+            ));
+        }
         Ok(())
     }
 }
+
+/// Why post-copy is refused together with multifd (compression implies
+/// multifd): QEMU 7.2 accepts both capabilities, but the target aborts
+/// when the post-copy stream ends (`yank_unregister_instance: Assertion
+/// QLIST_EMPTY(&entry->yankfns) failed`) and the VM is lost with it.
+pub const POSTCOPY_MULTIFD: &str =
+    "QEMU 7.2 aborts the target of a post-copy migration over multifd channels";
 
 /// Splits `host:port` / `[v6]:port` (the host without brackets).
 pub fn split_host_port(address: &str) -> Result<(String, u16), String> {
@@ -335,6 +356,12 @@ pub struct MigrationStatus {
     /// launcher set them (`query-migrate-capabilities/-parameters`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub settings: Option<MigrationSettings>,
+    /// Post-copy was entered: the source issued `migrate-start-postcopy`
+    /// (QEMU reports `postcopy-active` a moment later) or QEMU reported it
+    /// (target). The VM ran on the target while the rest of its memory
+    /// followed; no cancelling since.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub postcopy: bool,
 }
 
 /// Migration settings read back from QEMU.
@@ -368,8 +395,8 @@ pub struct MigrationSettings {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MigrationProgress {
-    /// QEMU status: `setup`, `active`, `device`, `completed`, `failed`,
-    /// `cancelling`, `cancelled`, ...
+    /// QEMU status: `setup`, `active`, `postcopy-active`, `device`,
+    /// `completed`, `failed`, `cancelling`, `cancelled`, ...
     pub status: String,
     /// RAM bytes transferred.
     pub transferred_bytes: u64,
@@ -398,6 +425,10 @@ pub struct MigrationProgress {
     /// Error text when failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// QEMU `ram.dirty-sync-count`: 1 during the first pass over memory,
+    /// one more at the end of each further pass.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dirty_sync_count: Option<u64>,
 }
 
 impl MigrationProgress {
@@ -555,6 +586,29 @@ mod tests {
         assert!(bad(|r| r.multifd_channels = Some(0)).contains("multifdChannels"));
         assert!(bad(|r| r.timeout_seconds = Some(0)).contains("timeoutSeconds"));
         assert!(bad(|r| r.tls_hostname = Some("x".into())).contains("tls"));
+        // Post-copy: off unless asked (older operators send no field); never
+        // over multifd, which QEMU 7.2 cannot finish.
+        assert!(!min.post_copy);
+        let pc: MigrateRequest =
+            serde_json::from_str(r#"{"target":"h:1","postCopy":true,"tls":true}"#).unwrap();
+        assert!(pc.post_copy);
+        pc.check().unwrap();
+        let mut both = pc.clone();
+        both.compression = Compression::Zstd;
+        assert!(
+            both.check()
+                .unwrap_err()
+                .contains("postCopy cannot be combined")
+        );
+        both.compression = Compression::None;
+        both.multifd_channels = Some(2);
+        assert!(both.check().unwrap_err().contains("multifd"));
+        assert!(
+            serde_json::to_value(&min)
+                .unwrap()
+                .get("postCopy")
+                .is_none()
+        );
         assert!(
             serde_json::from_str::<MigrateRequest>(r#"{"target":"h:1","compression":"lz4"}"#)
                 .is_err()

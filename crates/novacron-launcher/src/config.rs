@@ -124,6 +124,11 @@ pub struct IncomingConfig {
     /// client certificates verified against its CA).
     #[serde(default)]
     pub tls: bool,
+    /// Accept a post-copy migration (QEMU `postcopy-ram`, which must be
+    /// set on both sides before the stream starts); must match the
+    /// source's request. Not with compression or multifd channels.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub post_copy: bool,
     /// Give up (QEMU quits, exit 4, `IncomingMigrationTimeout`) when the VM
     /// has not arrived within this many seconds of QEMU's start.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -137,6 +142,7 @@ impl Default for IncomingConfig {
             compression: crate::api::Compression::None,
             multifd_channels: None,
             tls: false,
+            post_copy: false,
             timeout_seconds: None,
         }
     }
@@ -284,6 +290,15 @@ impl LaunchConfig {
             }
             if inc.timeout_seconds == Some(0) {
                 return bad("incoming.timeoutSeconds must be positive".into());
+            }
+            if inc.post_copy
+                && (inc.compression != crate::api::Compression::None
+                    || inc.multifd_channels.is_some())
+            {
+                return bad(format!(
+                    "incoming.postCopy cannot be combined with compression or multifdChannels: {}",
+                    crate::api::POSTCOPY_MULTIFD
+                ));
             }
         }
         if self.quiesce_release_seconds == Some(0) {
@@ -691,6 +706,12 @@ mod tests {
                 .to_string()
                 .contains("incoming.listen")
         );
+        // Post-copy over multifd (compression) is refused (QEMU 7.2 aborts).
+        let mut pc = c.clone();
+        pc.incoming.as_mut().unwrap().post_copy = true;
+        assert!(pc.check().unwrap_err().to_string().contains("postCopy"));
+        pc.incoming.as_mut().unwrap().compression = crate::api::Compression::None;
+        pc.check().unwrap();
         // A config without the new fields serializes as before.
         let plain = serde_json::to_value(LaunchConfig::new("a", "b", "c", 1, 1 << 30)).unwrap();
         assert!(plain.get("incoming").is_none() && plain.get("migrationTlsDir").is_none());

@@ -19,6 +19,28 @@ pub use crate::api::{Compression, MigrationProgress, MigrationSettings};
 /// 128 MiB/s cap, far below a datacenter link; 1 TiB/s means "none".
 pub const UNLIMITED_BANDWIDTH: u64 = 1 << 40;
 
+/// When the source switches a post-copy-enabled migration to post-copy:
+/// once QEMU's `ram.dirty-sync-count` reaches this while the migration is
+/// still `active`. QEMU syncs the dirty bitmap once at the start and again
+/// each time a pass over memory ends; a second sync without completion
+/// means all of memory went once and what the guest dirtied meanwhile does
+/// not fit the downtime limit: pre-copy did not converge in its first pass
+/// (libvirt's `--postcopy-after-precopy` rule). Switching later only adds
+/// rounds that a guest dirtying faster than the link never wins.
+pub const POSTCOPY_AFTER_SYNCS: u64 = 2;
+
+/// Whether the source should issue `migrate-start-postcopy` now (see
+/// [`POSTCOPY_AFTER_SYNCS`]).
+pub fn postcopy_due(p: &MigrationProgress) -> bool {
+    p.status == "active" && p.dirty_sync_count.unwrap_or(0) >= POSTCOPY_AFTER_SYNCS
+}
+
+/// Whether QEMU reports the post-copy phase (`postcopy-active`, or
+/// `postcopy-paused`/`postcopy-recover` after a broken stream).
+pub fn in_postcopy(status: &str) -> bool {
+    status.starts_with("postcopy")
+}
+
 /// Migration tuning, mirroring the VM's `migrationPolicy`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -227,6 +249,7 @@ pub fn progress(query_migrate: &Value) -> MigrationProgress {
         downtime_ms: query_migrate["downtime"].as_u64(),
         expected_downtime_ms: query_migrate["expected-downtime"].as_u64(),
         error: query_migrate["error-desc"].as_str().map(String::from),
+        dirty_sync_count: ram["dirty-sync-count"].as_u64(),
     }
 }
 
@@ -396,5 +419,34 @@ mod tests {
         );
         let p = progress(&json!({"status": "failed", "error-desc": "boom"}));
         assert_eq!(p.error.as_deref(), Some("boom"));
+    }
+
+    #[test]
+    fn postcopy_after_the_first_pass() {
+        let at = |status: &str, syncs: u64| {
+            progress(&json!({"status": status, "ram": {"dirty-sync-count": syncs}}))
+        };
+        // First pass: keep pre-copying.
+        assert!(!postcopy_due(&at("active", 1)));
+        assert!(!postcopy_due(&progress(&json!({"status": "active"}))));
+        // The first pass ended without completing: switch.
+        assert!(postcopy_due(&at("active", 2)));
+        assert!(postcopy_due(&at("active", 5)));
+        // Only from `active` (not setup, not once switched or ended).
+        for s in ["setup", "postcopy-active", "completed", "cancelling"] {
+            assert!(!postcopy_due(&at(s, 3)), "{s}");
+        }
+        assert!(in_postcopy("postcopy-active") && in_postcopy("postcopy-paused"));
+        assert!(!in_postcopy("active"));
+        let mut o = MigrationOptions {
+            post_copy: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            capabilities(&o)["capabilities"][2],
+            json!({"capability": "postcopy-ram", "state": true})
+        );
+        o.post_copy = false;
+        assert_eq!(capabilities(&o)["capabilities"][2]["state"], false);
     }
 }

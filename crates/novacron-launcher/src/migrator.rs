@@ -6,6 +6,15 @@
 //! Outcomes the supervisor acts on are returned as [`Outcome`]: the source
 //! stops QEMU after a completed migration; a target that cannot receive
 //! the VM quits QEMU and exits with [`EXIT_MIGRATION_FAILED`].
+//!
+//! Post-copy (`postCopy` in the request, `incoming.postCopy` on the
+//! target): the source switches with `migrate-start-postcopy` when
+//! [`migration::postcopy_due`] says pre-copy did not converge. From then on
+//! the VM runs on the target and its memory is split between both QEMUs, so
+//! neither side cancels or gives up any more (timeouts, cancel requests and
+//! the target's arrival deadline no longer apply): the migration runs to
+//! its end. The target counts as arrived only once QEMU reports
+//! `completed`, not at its early `RESUME`.
 
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
@@ -35,6 +44,14 @@ pub const POLL_PERIOD: Duration = Duration::from_millis(500);
 /// How long a source waits for QEMU to confirm a cancellation.
 const CANCEL_WAIT: Duration = Duration::from_secs(10);
 
+/// How long a source in post-copy, asked to shut down, waits for the
+/// migration to end first (stopping it earlier would lose the VM; the
+/// remaining pages go at full speed, `max-postcopy-bandwidth` is unset).
+const POSTCOPY_SHUTDOWN_WAIT: Duration = Duration::from_secs(60);
+
+/// Answer to a cancel request once post-copy started.
+const NO_CANCEL_IN_POSTCOPY: &str = "the migration is in post-copy: the VM runs on the target and part of its memory is still here, so cancelling would lose it; it runs to its end";
+
 /// What the supervisor must do after a migration step.
 #[derive(Debug, PartialEq)]
 pub enum Outcome {
@@ -51,7 +68,7 @@ pub fn source_options(req: &MigrateRequest, tls_dir: &Path) -> MigrationOptions 
         compression: req.compression,
         multifd_channels: req.multifd_channels,
         auto_converge: req.auto_converge,
-        post_copy: false,
+        post_copy: req.post_copy,
         downtime_limit_ms: req.downtime_limit_ms,
         tls_dir: req.tls.then(|| tls_dir.to_path_buf()),
         tls_hostname: req.tls_hostname.clone(),
@@ -59,11 +76,13 @@ pub fn source_options(req: &MigrateRequest, tls_dir: &Path) -> MigrationOptions 
 }
 
 /// Target-side options for the incoming config (only what must match the
-/// source: multifd, compression, channels, TLS).
+/// source: multifd, compression, channels, TLS, post-copy; QEMU needs
+/// `postcopy-ram` on the target before the stream starts).
 pub fn target_options(inc: &IncomingConfig, tls_dir: &Path) -> MigrationOptions {
     MigrationOptions {
         compression: inc.compression,
         multifd_channels: inc.multifd_channels,
+        post_copy: inc.post_copy,
         tls_dir: inc.tls.then(|| tls_dir.to_path_buf()),
         ..Default::default()
     }
@@ -117,6 +136,19 @@ pub async fn prepare(
     Ok(migration::settings(&caps, &params))
 }
 
+/// QEMU's bare "Postcopy is not supported" on the target almost always
+/// means userfaultfd is not allowed for its (unprivileged) process.
+fn postcopy_hint(opts: &MigrationOptions, e: String) -> String {
+    if opts.post_copy && e.contains("Postcopy is not supported") {
+        format!(
+            "{e}: post-copy needs userfaultfd, which this unprivileged QEMU may not use \
+             (allow it on the node with sysctl vm.unprivileged_userfaultfd=1, or set postCopy: false)"
+        )
+    } else {
+        e
+    }
+}
+
 fn now() -> String {
     humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
 }
@@ -129,16 +161,55 @@ enum CancelCause {
     Shutdown,
 }
 
+/// Source: the running migration.
+#[derive(Clone, Copy, Debug, Default)]
+struct Outgoing {
+    deadline: Option<Instant>,
+    cancel: Option<CancelCause>,
+    /// The request allows post-copy.
+    post_copy: bool,
+    /// `migrate-start-postcopy` was issued (once; QEMU then reports
+    /// `postcopy-active`).
+    postcopy_started: bool,
+}
+
+impl Outgoing {
+    fn in_postcopy(&self) -> bool {
+        self.postcopy_started
+    }
+}
+
+/// Target: what QEMU reported of the incoming migration so far.
+#[derive(Clone, Copy, Debug, Default)]
+struct IncomingSeen {
+    /// The VM runs here (`RESUME`).
+    resumed: bool,
+    /// QEMU reported post-copy.
+    postcopy: bool,
+    /// QEMU reported `completed`.
+    completed: bool,
+}
+
+impl IncomingSeen {
+    /// In post-copy the VM resumes here before the rest of its memory
+    /// arrived: it has arrived once QEMU also reports `completed`.
+    fn arrived(&self) -> bool {
+        self.resumed && (!self.postcopy || self.completed)
+    }
+}
+
 /// The migration state of one launcher.
 pub struct Migrations {
     tls_dir: std::path::PathBuf,
     incoming: Option<IncomingConfig>,
-    /// Source: the running migration's deadline and cancellation.
-    outgoing: Option<(Option<Instant>, Option<CancelCause>)>,
+    /// Source: the running migration.
+    outgoing: Option<Outgoing>,
     /// Target: deadline for the VM to arrive.
     incoming_deadline: Option<Instant>,
     /// Target: set up and not yet completed.
     incoming_pending: bool,
+    /// Target: what QEMU reported so far.
+    seen: IncomingSeen,
 }
 
 impl Migrations {
@@ -149,6 +220,7 @@ impl Migrations {
             outgoing: None,
             incoming_deadline: None,
             incoming_pending: false,
+            seen: IncomingSeen::default(),
         }
     }
 
@@ -168,7 +240,9 @@ impl Migrations {
             return Ok(());
         };
         let opts = target_options(&inc, &self.tls_dir);
-        let settings = prepare(qmp, &opts, Side::Target).await?;
+        let settings = prepare(qmp, &opts, Side::Target)
+            .await
+            .map_err(|e| postcopy_hint(&opts, e))?;
         let uri = migration::incoming_uri(&inc.listen)?;
         qmp.execute("migrate-incoming", Some(uri))
             .await
@@ -214,6 +288,10 @@ impl Migrations {
             Control::Cancel(reply) => {
                 // A target that received its VM is an ordinary source from
                 // then on (the VM may move again).
+                if self.incoming_pending && self.seen.postcopy {
+                    let _ = reply.send(Err((409, NO_CANCEL_IN_POSTCOPY.to_string())));
+                    return None;
+                }
                 if self.incoming_pending {
                     let msg = "incoming migration cancelled on request";
                     self.fail_incoming(
@@ -230,6 +308,7 @@ impl Migrations {
                 }
                 let r = match self.outgoing {
                     None => Err((409, "no migration in progress".to_string())),
+                    Some(o) if o.in_postcopy() => Err((409, NO_CANCEL_IN_POSTCOPY.to_string())),
                     Some(_) => {
                         self.cancel(qmp, CancelCause::Requested).await;
                         current(state)
@@ -286,20 +365,23 @@ impl Migrations {
             }
         }
         tracing::info!(target = %req.target, ?opts, "outgoing migration started");
-        self.outgoing = Some((
-            req.timeout_seconds
+        self.outgoing = Some(Outgoing {
+            deadline: req
+                .timeout_seconds
                 .map(|s| Instant::now() + Duration::from_secs(s)),
-            None,
-        ));
+            post_copy: req.post_copy,
+            ..Default::default()
+        });
         state.update(|s| s.migration = Some(status.clone()));
         Ok(status)
     }
 
     async fn cancel(&mut self, qmp: &Qmp, cause: CancelCause) {
-        if let Some((_, c)) = &mut self.outgoing
-            && c.is_none()
+        if let Some(o) = &mut self.outgoing
+            && o.cancel.is_none()
+            && !o.in_postcopy()
         {
-            *c = Some(cause);
+            o.cancel = Some(cause);
             if let Err(e) = qmp.execute("migrate_cancel", None).await {
                 tracing::warn!(error = %e, "migrate_cancel failed");
             }
@@ -307,13 +389,20 @@ impl Migrations {
     }
 
     /// Source: cancels a running migration before a shutdown and waits
-    /// (bounded) for QEMU to confirm.
+    /// (bounded) for QEMU to confirm; in post-copy, waits (bounded) for
+    /// the migration to end instead.
     pub async fn cancel_for_shutdown(&mut self, qmp: &Qmp, state: &State) {
-        if self.outgoing.is_none() {
+        let Some(o) = self.outgoing else {
             return;
-        }
-        self.cancel(qmp, CancelCause::Shutdown).await;
-        let deadline = Instant::now() + CANCEL_WAIT;
+        };
+        let wait = if o.in_postcopy() {
+            tracing::warn!("shutdown requested during post-copy: letting the migration end first");
+            POSTCOPY_SHUTDOWN_WAIT
+        } else {
+            self.cancel(qmp, CancelCause::Shutdown).await;
+            CANCEL_WAIT
+        };
+        let deadline = Instant::now() + wait;
         while self.outgoing.is_some() && Instant::now() < deadline {
             tokio::time::sleep(POLL_PERIOD).await;
             let _ = self.poll(qmp, state).await;
@@ -323,12 +412,16 @@ impl Migrations {
     /// Source: polls `query-migrate`, enforces the timeout. Target: gives
     /// up after `incoming.timeoutSeconds`.
     pub async fn poll(&mut self, qmp: &Qmp, state: &State) -> Option<Outcome> {
-        if let Some((deadline, cause)) = self.outgoing {
-            if cause.is_none() && deadline.is_some_and(|d| Instant::now() >= d) {
+        if let Some(o) = self.outgoing {
+            if o.cancel.is_none()
+                && !o.in_postcopy()
+                && o.deadline.is_some_and(|d| Instant::now() >= d)
+            {
                 tracing::warn!("migration timed out: cancelling");
                 self.cancel(qmp, CancelCause::Timeout).await;
             }
             let p = query(qmp).await?;
+            self.maybe_start_postcopy(&p, qmp).await;
             return self.source_progress(p, state);
         }
         // The target only checks its deadline here (no QMP; see POLL_PERIOD).
@@ -346,6 +439,38 @@ impl Migrations {
             });
         }
         None
+    }
+
+    /// Source: switches to post-copy when the request allows it and
+    /// pre-copy did not converge ([`migration::postcopy_due`]). Issued once:
+    /// a refusal is logged and the migration goes on as pre-copy.
+    async fn maybe_start_postcopy(&mut self, p: &MigrationProgress, qmp: &Qmp) {
+        let Some(o) = &mut self.outgoing else {
+            return;
+        };
+        if migration::in_postcopy(&p.status) {
+            o.postcopy_started = true;
+        }
+        if !o.post_copy || o.postcopy_started || o.cancel.is_some() || !migration::postcopy_due(p) {
+            return;
+        }
+        // Marked before the call: whatever QEMU answers, it is not asked
+        // again, and a cancel racing with the switch is refused.
+        o.postcopy_started = true;
+        match qmp.execute("migrate-start-postcopy", None).await {
+            Ok(_) => tracing::info!(
+                dirty_sync_count = p.dirty_sync_count,
+                remaining_bytes = p.remaining_bytes,
+                "pre-copy did not converge: switched to post-copy"
+            ),
+            Err(e) => {
+                // QEMU refused (e.g. the migration just completed): still
+                // pre-copy, so cancelling stays possible.
+                o.postcopy_started = false;
+                o.post_copy = false;
+                tracing::warn!(error = %e, "migrate-start-postcopy refused; continuing in pre-copy");
+            }
+        }
     }
 
     /// Follows QMP events: `MIGRATION` (both sides; the source polls at
@@ -382,13 +507,23 @@ impl Migrations {
     }
 
     fn source_progress(&mut self, p: MigrationProgress, state: &State) -> Option<Outcome> {
-        let cause = self.outgoing.and_then(|(_, c)| c);
+        let cause = self.outgoing.and_then(|o| o.cancel);
+        let postcopy =
+            self.outgoing.is_some_and(|o| o.in_postcopy()) || migration::in_postcopy(&p.status);
         let (phase, reason, message) = match p.status.as_str() {
             "completed" => (MigrationPhase::Completed, "", String::new()),
             "failed" if cause == Some(CancelCause::Timeout) => (
                 MigrationPhase::Failed,
                 "MigrationTimeout",
                 "cancelled after timeoutSeconds; the VM keeps running here".into(),
+            ),
+            "failed" if postcopy => (
+                MigrationPhase::Failed,
+                "PostcopyFailed",
+                format!(
+                    "{} during post-copy: the VM's memory was split between both sides and is lost",
+                    p.error.as_deref().unwrap_or("migration failed")
+                ),
             ),
             "failed" => (
                 MigrationPhase::Failed,
@@ -426,13 +561,15 @@ impl Migrations {
                 if phase.is_final() {
                     m.finished_at = Some(now());
                 }
+                m.postcopy |= postcopy;
                 if phase == MigrationPhase::Completed {
                     done_message = format!(
-                        "migrated to {} in {} ms (downtime {} ms, {} MiB transferred)",
+                        "migrated to {} in {} ms (downtime {} ms, {} MiB transferred{})",
                         m.address,
                         p.total_time_ms.unwrap_or(0),
                         p.downtime_ms.unwrap_or(0),
-                        p.transferred_bytes >> 20
+                        p.transferred_bytes >> 20,
+                        if m.postcopy { ", post-copy" } else { "" }
                     );
                 }
                 m.progress = Some(p);
@@ -454,12 +591,34 @@ impl Migrations {
         run_state: Option<&str>,
         state: &State,
     ) -> Option<Outcome> {
-        // The VM arrived when QEMU left `inmigrate` (it resumes on its own).
-        let arrived = run_state.is_some_and(|r| r != "inmigrate" && r != "prelaunch");
+        // The VM runs here when QEMU left `inmigrate` (it resumes on its
+        // own); in post-copy it has arrived only once QEMU says completed.
+        if run_state.is_some_and(|r| r != "inmigrate" && r != "prelaunch") {
+            self.seen.resumed = true;
+        }
+        if let Some(p) = &p {
+            if migration::in_postcopy(&p.status) && !self.seen.postcopy {
+                // The VM's memory is split now: giving up would lose it.
+                self.seen.postcopy = true;
+                self.incoming_deadline = None;
+                tracing::info!("incoming migration entered post-copy");
+            }
+            self.seen.completed |= p.status == "completed";
+        }
+        let seen = self.seen;
+        let arrived = seen.arrived();
         let failed = p.as_ref().is_some_and(|p| p.status == "failed");
         state.update(|s| {
             if let Some(m) = &mut s.migration {
+                m.postcopy |= seen.postcopy;
+                if seen.postcopy && seen.resumed && !arrived && m.message.is_empty() {
+                    m.message =
+                        "post-copy: the VM runs here while the rest of its memory arrives".into();
+                }
                 if arrived {
+                    if seen.postcopy {
+                        m.message.clear();
+                    }
                     m.phase = MigrationPhase::Completed;
                     m.finished_at = Some(now());
                 } else if p
@@ -569,6 +728,23 @@ mod tests {
             tls: true,
             ..Default::default()
         };
+        // Post-copy reaches both sides' capabilities.
+        let pc = MigrateRequest {
+            target: "h:1".into(),
+            post_copy: true,
+            ..Default::default()
+        };
+        let pc_inc = IncomingConfig {
+            post_copy: true,
+            ..Default::default()
+        };
+        assert!(source_options(&pc, Path::new("/tls")).post_copy);
+        assert!(target_options(&pc_inc, Path::new("/tls")).post_copy);
+        assert!(!o.post_copy && !target_options(&inc, Path::new("/tls")).post_copy);
+        let pc_opts = target_options(&pc_inc, Path::new("/tls"));
+        let hint = postcopy_hint(&pc_opts, "Postcopy is not supported".into());
+        assert!(hint.contains("vm.unprivileged_userfaultfd=1"), "{hint}");
+        assert_eq!(postcopy_hint(&pc_opts, "other".into()), "other");
         let t = target_options(&inc, Path::new("/tls"));
         // The stream-shaping settings match the source's.
         assert_eq!(
@@ -584,7 +760,7 @@ mod tests {
 
     fn source_state() -> (Migrations, State) {
         let mut m = Migrations::new(&LaunchConfig::new("a", "b", "c", 1, 1 << 30));
-        m.outgoing = Some((None, None));
+        m.outgoing = Some(Outgoing::default());
         let state = State::default();
         state.update(|s| {
             s.migration = Some(MigrationStatus {
@@ -635,7 +811,10 @@ mod tests {
         assert!(s.message.contains("Connection refused"), "{}", s.message);
 
         let (mut m, state) = source_state();
-        m.outgoing = Some((None, Some(CancelCause::Timeout)));
+        m.outgoing = Some(Outgoing {
+            cancel: Some(CancelCause::Timeout),
+            ..Default::default()
+        });
         m.source_progress(progress("cancelled"), &state);
         let s = state.snapshot().migration.unwrap();
         assert_eq!(
@@ -644,7 +823,10 @@ mod tests {
         );
 
         let (mut m, state) = source_state();
-        m.outgoing = Some((None, Some(CancelCause::Requested)));
+        m.outgoing = Some(Outgoing {
+            cancel: Some(CancelCause::Requested),
+            ..Default::default()
+        });
         m.source_progress(progress("cancelling"), &state);
         assert!(m.active(), "still cancelling");
         m.source_progress(progress("cancelled"), &state);
@@ -653,6 +835,63 @@ mod tests {
             (s.phase, s.reason.as_str()),
             (MigrationPhase::Cancelled, "Cancelled")
         );
+    }
+
+    #[test]
+    fn post_copy_is_reported_and_never_undone() {
+        let (mut m, state) = source_state();
+        m.outgoing = Some(Outgoing {
+            post_copy: true,
+            deadline: Some(Instant::now()),
+            ..Default::default()
+        });
+        assert_eq!(m.source_progress(progress("postcopy-active"), &state), None);
+        assert!(state.snapshot().migration.unwrap().postcopy);
+        // QEMU's word sets the state the poll keeps (no timeout, no cancel).
+        m.outgoing.as_mut().unwrap().postcopy_started = true;
+        assert!(m.outgoing.unwrap().in_postcopy());
+        let out = m.source_progress(progress("completed"), &state).unwrap();
+        assert_eq!(
+            out,
+            Outcome::Migrated {
+                message:
+                    "migrated to h:1 in 1500 ms (downtime 20 ms, 64 MiB transferred, post-copy)"
+                        .into()
+            }
+        );
+        let (mut m, state) = source_state();
+        m.outgoing = Some(Outgoing {
+            postcopy_started: true,
+            ..Default::default()
+        });
+        m.source_progress(progress("failed"), &state);
+        let s = state.snapshot().migration.unwrap();
+        assert_eq!(
+            (s.phase, s.reason.as_str()),
+            (MigrationPhase::Failed, "PostcopyFailed")
+        );
+        assert!(s.message.contains("lost"), "{}", s.message);
+
+        // Target: QEMU resumes the VM at the switch, but it has arrived only
+        // once QEMU says completed; its arrival deadline no longer applies.
+        let mut m = Migrations::new(&LaunchConfig::new("a", "b", "c", 1, 1 << 30));
+        m.incoming_pending = true;
+        m.incoming_deadline = Some(Instant::now());
+        let state = State::default();
+        state.update(|s| s.migration = Some(MigrationStatus::default()));
+        m.target_progress(Some(progress("active")), None, &state);
+        m.target_progress(Some(progress("postcopy-active")), None, &state);
+        assert_eq!(m.incoming_deadline, None);
+        m.target_progress(None, Some("running"), &state);
+        let s = state.snapshot().migration.unwrap();
+        assert_eq!(s.phase, MigrationPhase::Migrating);
+        assert!(s.postcopy && s.message.contains("post-copy"), "{s:?}");
+        assert!(m.incoming_pending());
+        m.target_progress(Some(progress("completed")), None, &state);
+        let s = state.snapshot().migration.unwrap();
+        assert_eq!(s.phase, MigrationPhase::Completed);
+        assert!(s.postcopy && s.message.is_empty(), "{s:?}");
+        assert!(!m.incoming_pending());
     }
 
     #[test]
@@ -680,7 +919,9 @@ mod tests {
         );
         assert!(!m.incoming_pending());
 
+        // Another incoming migration (a fresh launcher in reality).
         m.incoming_pending = true;
+        m.seen = IncomingSeen::default();
         let mut p = progress("failed");
         p.error = Some("load of migration failed".into());
         match m.target_progress(Some(p), Some("inmigrate"), &state) {

@@ -7,7 +7,9 @@
 //!   whose guest filled its RAM with incompressible data migrates from one
 //!   to the other with TLS, zstd compression and a bandwidth cap, all read
 //!   back from QEMU; the guest runs on the target, the source exits
-//!   `Migrated`. Failure paths (nobody listening, target killed mid-way,
+//!   `Migrated`. A guest that dirties its memory faster than the capped
+//!   link copies it migrates with post-copy (over TLS): the source switches
+//!   after the first pass, the guest runs on the target. Failure paths (nobody listening, target killed mid-way,
 //!   timeout, a target that gives up) and cancellation leave the VM
 //!   running on the source.
 
@@ -18,8 +20,8 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::{
-    Launcher, fill_guest_disk, free_port, guest_filled, guest_heartbeats, http, http_json, require,
-    vm_config,
+    Launcher, dirty_guest_disk, fill_guest_disk, free_port, guest_filled, guest_heartbeats, http,
+    http_json, require, vm_config,
 };
 use novacron_launcher::api::{
     Compression, LauncherPhase, LauncherStatus, MigrationPhase, MigrationRole, MigrationStatus,
@@ -215,13 +217,18 @@ struct Pair {
 
 impl Pair {
     fn new() -> Pair {
+        Pair::with_guest(fill_guest_disk)
+    }
+
+    /// `guest` writes the boot disk for a guest of the given RAM size.
+    fn with_guest(guest: fn(&Path, u64)) -> Pair {
         require(TOOLS);
         let root = tempfile::tempdir().unwrap();
         let mut c = vm_config(root.path(), "mig");
         c.memory_bytes = GUEST_MEMORY;
         // The shared disk (both launchers see it, like an RWX PVC).
         let disk = root.path().join("fill.img");
-        fill_guest_disk(&disk, GUEST_MEMORY);
+        guest(&disk, GUEST_MEMORY);
         c.disks[0].path = disk;
         c.disks[0].format = DiskFormat::Raw;
         let tls = root.path().join("tls");
@@ -484,6 +491,151 @@ fn a_running_vm_migrates_between_two_launchers_with_tls_compression_and_a_bandwi
     let (code, _) = http("POST", next.port, "/shutdown").unwrap();
     assert_eq!(code, 202);
     assert!(next.wait_exit(Duration::from_secs(30)).success());
+}
+
+#[test]
+fn a_guest_that_dirties_memory_faster_than_the_link_migrates_with_post_copy() {
+    let pair = Pair::with_guest(dirty_guest_disk);
+    let mut source = pair.launcher("source", None);
+    source.wait_status("source Running", Duration::from_secs(60), |s| {
+        s.phase == LauncherPhase::Running
+    });
+    // The guest rewrites all of its RAM pass after pass.
+    let serial = source.dir.join("run/serial.log");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while guest_heartbeats(&serial) < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the guest does not run its passes"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (mut target, listen) = pair.waiting_target(
+        "target",
+        IncomingConfig {
+            post_copy: true,
+            tls: true,
+            ..Default::default()
+        },
+    );
+    // QEMU confirms postcopy-ram on the target before the stream starts.
+    let ts = get_migration(&target).unwrap().settings.unwrap();
+    assert!(
+        ts.capabilities.contains(&"postcopy-ram".to_string()),
+        "{ts:?}"
+    );
+
+    // Post-copy over multifd is refused up front (QEMU 7.2 aborts the
+    // target of such a migration).
+    let (code, err) = post_migrate(
+        &source,
+        json!({"target": listen, "postCopy": true, "compression": "zstd"}),
+    );
+    assert_eq!(code, 400, "{err}");
+    assert!(err["error"].as_str().unwrap().contains("postCopy"), "{err}");
+
+    // 32 MiB/s: the first pass over 128 MiB takes ~4 s while the guest
+    // dirties hundreds of MiB/s, so pre-copy cannot converge.
+    let cap: u64 = 32 << 20;
+    let started_at = Instant::now();
+    let (code, started) = post_migrate(
+        &source,
+        json!({"target": listen, "postCopy": true, "tls": true, "tlsHostname": "localhost",
+               "bandwidthBytesPerSecond": cap, "timeoutSeconds": 120}),
+    );
+    assert_eq!(code, 202, "{started}");
+    let started: MigrationStatus = serde_json::from_value(started).unwrap();
+    let s = started.settings.unwrap();
+    assert!(
+        s.capabilities.contains(&"postcopy-ram".to_string()),
+        "{s:?}"
+    );
+    assert_eq!(
+        (s.max_bandwidth_bytes, s.tls_creds.as_str()),
+        (Some(cap), migration::TLS_CREDS_ID)
+    );
+    assert!(!started.postcopy);
+
+    // Follow the source until it exits: it reports the switch (QEMU's
+    // `postcopy-active`) after the first full pass.
+    let mut switched = None;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let code = loop {
+        if let Some(code) = source.child.try_wait().unwrap() {
+            break code;
+        }
+        if let Some(m) = get_migration(&source)
+            && m.postcopy
+            && switched.is_none()
+        {
+            switched = Some(m);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "migration did not finish; log:\n{}",
+            source.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let took = started_at.elapsed();
+    assert!(
+        code.success(),
+        "source exit {code:?}; log:\n{}",
+        source.log()
+    );
+    let term = source.termination();
+    assert_eq!(term["reason"], "Migrated", "{term}");
+    let message = term["message"].as_str().unwrap();
+    assert!(message.contains("post-copy"), "{term}");
+    let log = source.log();
+    assert!(log.contains("switched to post-copy"), "{log}");
+    // QEMU's own word (its MIGRATION event).
+    assert!(log.contains("postcopy-active"), "{log}");
+    // When /status first showed the switch, the first pass was over (the
+    // rule); QEMU's status may still say `active` for a moment.
+    if let Some(m) = &switched {
+        let p = m.progress.as_ref().unwrap();
+        assert!(p.dirty_sync_count.unwrap_or(0) >= 2, "{p:?}");
+        assert!(
+            ["active", "postcopy-active", "completed"].contains(&p.status.as_str()),
+            "{p:?}"
+        );
+    }
+    println!(
+        "source: {message} (switch seen in /status: {})",
+        switched.is_some()
+    );
+
+    // The target has the VM: completed, in post-copy, and QEMU runs it.
+    let t = target.wait_status("target Running", Duration::from_secs(30), |s| {
+        s.phase == LauncherPhase::Running
+            && migration_of(s).is_some_and(|m| m.phase == MigrationPhase::Completed)
+    });
+    assert_eq!(t.qemu_status.as_deref(), Some("running"));
+    let m = t.migration.unwrap();
+    assert!(m.postcopy, "{m:?}");
+    assert!(
+        m.settings
+            .unwrap()
+            .capabilities
+            .contains(&"postcopy-ram".to_string())
+    );
+    // The guest keeps rewriting its memory there: new passes on the
+    // target's serial port (each touches every page, so all arrived).
+    let serial = target.dir.join("run/serial.log");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while guest_heartbeats(&serial) < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "no guest passes on the target: {:?}",
+            std::fs::read_to_string(&serial)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(took < Duration::from_secs(60), "took {took:?}");
+    let (code, _) = http("POST", target.port, "/shutdown").unwrap();
+    assert_eq!(code, 202);
+    assert!(target.wait_exit(Duration::from_secs(30)).success());
 }
 
 #[test]

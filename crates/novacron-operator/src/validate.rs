@@ -818,6 +818,15 @@ fn validate_migration_policy(spec: &VirtualMachineSpec, errors: &mut Vec<SpecErr
             message: e.to_string(),
         });
     }
+    if p.post_copy && p.compression {
+        errors.push(SpecError::MigrationPolicy {
+            path: "spec.migrationPolicy.postCopy".into(),
+            message: format!(
+                "postCopy cannot be combined with compression: {} (set one of them to false)",
+                novacron_launcher::api::POSTCOPY_MULTIFD
+            ),
+        });
+    }
 }
 
 fn validate_snapshot_policy(spec: &VirtualMachineSpec, errors: &mut Vec<SpecError>) {

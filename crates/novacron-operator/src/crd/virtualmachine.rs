@@ -624,9 +624,11 @@ pub struct MigrationPolicy {
     #[serde(default)]
     pub auto_converge: bool,
 
-    /// Switch to post-copy when pre-copy does not converge: the VM runs on
-    /// the target at once and fetches the remaining pages on demand; a
-    /// network failure during post-copy loses the VM (default false).
+    /// Switch to post-copy when pre-copy does not converge (after the second
+    /// full pass over memory): the VM runs on the target at once and fetches
+    /// the remaining pages on demand; a network failure during post-copy
+    /// loses the VM (default false). Cannot be combined with `compression`;
+    /// needs `vm.unprivileged_userfaultfd=1` on the nodes.
     #[serde(default)]
     pub post_copy: bool,
 }

@@ -875,8 +875,11 @@ async fn running(pass: &mut Pass<'_>) -> Result<Action, Error> {
                 .map(|t| (Utc::now() - from_k8s_time(t)).to_std().unwrap_or_default())
                 .unwrap_or_default();
             // The launcher enforces the timeout itself; this is the bound
-            // when it cannot (unreachable source, stuck report).
-            if elapsed > timeout + Duration::from_secs(60) {
+            // when it cannot (unreachable source, stuck report). Never in
+            // post-copy: cancelling then would lose the VM.
+            if elapsed > timeout + Duration::from_secs(60)
+                && !plan::in_post_copy(source.as_ref(), target.as_ref())
+            {
                 let _ = ctx.provider.cancel_migration(&pass.ns, &source_name).await;
                 return pass
                     .fail(
@@ -1005,13 +1008,22 @@ async fn cleanup(m: &VirtualMachineMigration, ctx: &Context) -> Result<Action, E
         Some(MigrationPhase::Failed) => pass.remove_target().await?,
         Some(_) => {
             let (target_name, _) = pass.target_names();
-            let arrived = ctx
+            let target = ctx
                 .provider
                 .migration(&pass.ns, &target_name)
                 .await
                 .ok()
-                .flatten()
+                .flatten();
+            let arrived = target
+                .as_ref()
                 .is_some_and(|t| t.phase == LauncherMigrationPhase::Completed);
+            if !arrived && plan::in_post_copy(None, target.as_ref()) {
+                // Cancelling now would lose the VM: the deletion waits
+                // (retried with backoff) until the target has it all.
+                return Err(Error::Finalizer(
+                    "the migration is in post-copy and cannot be cancelled; the deletion completes once the VM has fully arrived on the target".into(),
+                ));
+            }
             if arrived {
                 switch(&mut pass).await?;
             } else {

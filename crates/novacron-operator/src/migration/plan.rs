@@ -195,6 +195,8 @@ pub fn incoming(policy: &MigrationPolicy, timeout: Duration) -> IncomingConfig {
         compression,
         multifd_channels,
         tls: policy.encrypted,
+        // QEMU needs postcopy-ram on the target before the stream starts.
+        post_copy: policy.post_copy,
         // The target gives up by itself when the VM never arrives (an
         // operator that vanished mid-way leaves no receiver behind forever).
         timeout_seconds: Some((PREPARE_TIMEOUT + timeout + Duration::from_secs(60)).as_secs()),
@@ -202,7 +204,7 @@ pub fn incoming(policy: &MigrationPolicy, timeout: Duration) -> IncomingConfig {
 }
 
 /// The source launcher's request: migrate to `target_ip` with the policy's
-/// bandwidth cap, compression, encryption and auto-converge.
+/// bandwidth cap, compression, encryption, auto-converge and post-copy.
 pub fn migrate_request(
     policy: &MigrationPolicy,
     target_ip: &str,
@@ -229,6 +231,7 @@ pub fn migrate_request(
         tls: policy.encrypted,
         tls_hostname: policy.encrypted.then(|| tls_hostname.to_owned()),
         auto_converge: policy.auto_converge,
+        post_copy: policy.post_copy,
         downtime_limit_ms: None,
         timeout_seconds: Some(timeout.as_secs().max(1)),
     })
@@ -280,6 +283,15 @@ pub fn step(source: Option<&MigrationStatus>, target: Option<&MigrationStatus>) 
         };
     }
     Step::Continue
+}
+
+/// Whether either launcher reports post-copy under way: the VM runs on the
+/// target while part of its memory is still on the source, so the
+/// migration must neither be cancelled nor timed out (either would lose
+/// the VM); it is waited for until the target reports `Completed`.
+pub fn in_post_copy(source: Option<&MigrationStatus>, target: Option<&MigrationStatus>) -> bool {
+    let going = |m: &MigrationStatus| m.postcopy && !m.phase.is_final();
+    source.is_some_and(going) || target.is_some_and(going)
 }
 
 /// Copies a launcher's progress into the migration status.
@@ -493,6 +505,22 @@ mod tests {
         );
         assert_eq!(i.listen, "0.0.0.0:8101");
         assert!(i.timeout_seconds.unwrap() > 600);
+        // Post-copy is off unless the policy asks, and then on both sides
+        // (QEMU needs postcopy-ram on the target before the stream starts).
+        assert!(!r.post_copy && !i.post_copy);
+        let pc = MigrationPolicy {
+            allow_live_migration: true,
+            post_copy: true,
+            ..MigrationPolicy::default()
+        };
+        let r = migrate_request(&pc, "10.1.2.3", "web.prod.migration.novacron.io", t).unwrap();
+        let i = incoming(&pc, t);
+        assert!(r.post_copy && i.post_copy && r.tls && i.tls);
+        assert_eq!(
+            (r.compression, i.compression),
+            (Compression::None, Compression::None)
+        );
+        r.check().unwrap();
         // IPv6 targets are bracketed; plain policies send plain streams.
         let plain = MigrationPolicy {
             encrypted: false,
@@ -551,6 +579,29 @@ mod tests {
             step(None, Some(&dst(L::Failed))),
             Step::Failed { .. }
         ));
+    }
+
+    #[test]
+    fn post_copy_under_way_is_never_cancelled() {
+        use LauncherMigrationPhase as L;
+        let pc = |role, phase| MigrationStatus {
+            postcopy: true,
+            ..report(role, phase)
+        };
+        let src = pc(MigrationRole::Source, L::Migrating);
+        let dst = pc(MigrationRole::Target, L::Migrating);
+        assert!(in_post_copy(Some(&src), None));
+        assert!(in_post_copy(None, Some(&dst)));
+        // Ended, or never switched: the usual rules apply.
+        assert!(!in_post_copy(
+            Some(&pc(MigrationRole::Source, L::Completed)),
+            None
+        ));
+        assert!(!in_post_copy(
+            Some(&report(MigrationRole::Source, L::Migrating)),
+            None
+        ));
+        assert!(!in_post_copy(None, None));
     }
 
     #[test]
