@@ -13,7 +13,8 @@
 //! disk's VolumeSnapshot or from the VM snapshot's name (`snapshot://`), and
 //! a missing snapshot is reported.
 
-use std::collections::BTreeMap;
+mod shipped_rbac;
+
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -48,7 +49,7 @@ fn operator() {
                     .await
                     .unwrap();
                 install_snapshot_kind(&admin).await;
-                let client = operator_client(&admin).await;
+                let client = shipped_rbac::operator_client(&admin, &["rbac.yaml"]).await;
                 let settings = Settings {
                     status_interval: Duration::from_secs(5),
                     ..Settings::default()
@@ -97,52 +98,6 @@ async fn install_snapshot_kind(client: &Client) {
     .await
     .unwrap();
     envtest::kwok::apply_stage(client, stages).await.unwrap();
-}
-
-/// The deploy manifests' ServiceAccount and RBAC; a client that is only
-/// that ServiceAccount (so the shipped RBAC must cover VolumeSnapshots).
-async fn operator_client(admin: &Client) -> Client {
-    let deploy =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/novacron-operator");
-    envtest::manifest::apply_yaml(
-        admin,
-        &std::fs::read_to_string(deploy.join("namespace.yaml")).unwrap(),
-        "novacron-system",
-        MANAGER,
-    )
-    .await
-    .unwrap();
-    let yaml = std::fs::read_to_string(deploy.join("rbac.yaml")).unwrap();
-    for doc in envtest::manifest::parse_documents(&yaml).unwrap() {
-        envtest::manifest::apply_object(admin, doc, "novacron-system", MANAGER)
-            .await
-            .unwrap();
-    }
-    let sas: Api<k8s_openapi::api::core::v1::ServiceAccount> =
-        Api::namespaced(admin.clone(), "novacron-system");
-    let token = sas
-        .create_token_request(
-            "novacron-controller-manager",
-            &PostParams::default(),
-            &Default::default(),
-        )
-        .await
-        .unwrap()
-        .status
-        .unwrap()
-        .token
-        .expect("a token");
-    let text = std::fs::read_to_string(envtest::shared().kubeconfig()).unwrap();
-    let mut doc: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
-    for user in doc["users"].as_sequence_mut().unwrap() {
-        user["user"] = serde_yaml::to_value(BTreeMap::from([("token", token.as_str())])).unwrap();
-    }
-    let kubeconfig =
-        kube::config::Kubeconfig::from_yaml(&serde_yaml::to_string(&doc).unwrap()).unwrap();
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-        .await
-        .unwrap();
-    Client::try_from(config).unwrap()
 }
 
 /// One control API call the stand-in saw: the path and the VolumeSnapshots

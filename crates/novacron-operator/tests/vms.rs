@@ -13,6 +13,8 @@
 //! the API server's pod port-forward. The real launcher and QEMU are tested
 //! in the launcher crate.
 
+mod shipped_rbac;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -71,7 +73,9 @@ fn operator() -> &'static Operator {
                 install_webhooks(&client, webhook_port).await;
                 // The operator runs with its ServiceAccount's token and the
                 // RBAC of the deploy manifests, nothing else.
-                let client = operator_client(&client).await;
+                let client =
+                    shipped_rbac::operator_client(&client, &["rbac.yaml", "webhook/webhook.yaml"])
+                        .await;
                 let settings = Settings {
                     catalog: Some((CATALOG_NS.into(), "images".into())),
                     status_interval: Duration::from_secs(5),
@@ -125,62 +129,6 @@ fn operator() -> &'static Operator {
             metrics_addr: ([127, 0, 0, 1], metrics_port).into(),
         }
     })
-}
-
-/// Installs the manifests' ServiceAccount and RBAC (base and webhook) and
-/// returns a client that authenticates as that ServiceAccount only.
-async fn operator_client(admin: &Client) -> Client {
-    let deploy =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/novacron-operator");
-    envtest::manifest::apply_yaml(
-        admin,
-        &std::fs::read_to_string(deploy.join("namespace.yaml")).unwrap(),
-        "novacron-system",
-        MANAGER,
-    )
-    .await
-    .unwrap();
-    for file in ["rbac.yaml", "webhook/webhook.yaml"] {
-        let yaml = std::fs::read_to_string(deploy.join(file)).unwrap();
-        for doc in envtest::manifest::parse_documents(&yaml).unwrap() {
-            let kind = doc
-                .types
-                .as_ref()
-                .map(|t| t.kind.clone())
-                .unwrap_or_default();
-            if kind == "Service" || kind.ends_with("WebhookConfiguration") {
-                continue;
-            }
-            envtest::manifest::apply_object(admin, doc, "novacron-system", MANAGER)
-                .await
-                .unwrap();
-        }
-    }
-    let sas: Api<k8s_openapi::api::core::v1::ServiceAccount> =
-        Api::namespaced(admin.clone(), "novacron-system");
-    let token = sas
-        .create_token_request(
-            "novacron-controller-manager",
-            &PostParams::default(),
-            &Default::default(),
-        )
-        .await
-        .unwrap()
-        .status
-        .unwrap()
-        .token
-        .expect("a token");
-    let text = std::fs::read_to_string(envtest::shared().kubeconfig()).unwrap();
-    let mut doc: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
-    for user in doc["users"].as_sequence_mut().unwrap() {
-        user["user"] = serde_yaml::to_value(BTreeMap::from([("token", token.as_str())])).unwrap();
-    }
-    let kubeconfig =
-        kube::config::Kubeconfig::from_yaml(&serde_yaml::to_string(&doc).unwrap()).unwrap();
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-        .await
-        .unwrap();
-    Client::try_from(config).unwrap()
 }
 
 async fn install_catalog(client: &Client) {

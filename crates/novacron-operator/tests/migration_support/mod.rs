@@ -14,7 +14,9 @@
 //! source is asked) is the operator's own.
 #![allow(dead_code)]
 
-use std::collections::BTreeMap;
+#[path = "../shipped_rbac/mod.rs"]
+mod shipped_rbac;
+
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -79,7 +81,7 @@ pub fn operator(max_parallel_migrations: u32) {
                 envtest::kwok::register_nodes(&admin, &nodes())
                     .await
                     .unwrap();
-                let client = operator_client(&admin).await;
+                let client = shipped_rbac::operator_client(&admin, &["rbac.yaml"]).await;
                 let settings = Settings {
                     status_interval: Duration::from_secs(5),
                     max_parallel_migrations,
@@ -113,47 +115,6 @@ pub fn operator(max_parallel_migrations: u32) {
         rx.recv_timeout(Duration::from_secs(180))
             .expect("the operator started");
     });
-}
-
-/// Installs the manifests' ServiceAccount and RBAC and returns a client
-/// that authenticates as that ServiceAccount only.
-async fn operator_client(admin: &Client) -> Client {
-    let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/novacron-operator");
-    for file in ["namespace.yaml", "rbac.yaml"] {
-        envtest::manifest::apply_yaml(
-            admin,
-            &std::fs::read_to_string(deploy.join(file)).unwrap(),
-            "novacron-system",
-            MANAGER,
-        )
-        .await
-        .unwrap();
-    }
-    let sas: Api<k8s_openapi::api::core::v1::ServiceAccount> =
-        Api::namespaced(admin.clone(), "novacron-system");
-    let token = sas
-        .create_token_request(
-            "novacron-controller-manager",
-            &PostParams::default(),
-            &Default::default(),
-        )
-        .await
-        .unwrap()
-        .status
-        .unwrap()
-        .token
-        .expect("a token");
-    let text = std::fs::read_to_string(envtest::shared().kubeconfig()).unwrap();
-    let mut doc: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
-    for user in doc["users"].as_sequence_mut().unwrap() {
-        user["user"] = serde_yaml::to_value(BTreeMap::from([("token", token.as_str())])).unwrap();
-    }
-    let kubeconfig =
-        kube::config::Kubeconfig::from_yaml(&serde_yaml::to_string(&doc).unwrap()).unwrap();
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-        .await
-        .unwrap();
-    Client::try_from(config).unwrap()
 }
 
 /// Fails (never skips) when a tool is missing.
