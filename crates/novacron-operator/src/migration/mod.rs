@@ -33,6 +33,7 @@ pub mod vm_view;
 
 pub use vm_view::observe_vm;
 
+use std::ops::ControlFlow::{self, Break, Continue};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -534,11 +535,37 @@ async fn prepare(pass: &mut Pass<'_>) -> Result<Action, Error> {
             .fail("VMNotFound", "the VirtualMachine was deleted".into())
             .await;
     };
-    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &pass.ns);
+    let source = match ready_source(pass).await? {
+        Continue(source) => source,
+        Break(action) => return Ok(action),
+    };
+    let policy = &vm.spec.migration_policy;
+    if tls::encrypted(policy) {
+        tls::ensure(&ctx.client, &vm)
+            .await
+            .map_err(|e| Error::Certificates(format!("{e:#}")))?;
+    }
+    let target = match ensure_target(pass, &vm, &source).await? {
+        Continue(target) => target,
+        Break(action) => return Ok(action),
+    };
+    let late = waited_too_long(&target);
+    let (node, ip) = match target_receiving(pass, &target, late).await? {
+        Continue(found) => found,
+        Break(action) => return Ok(action),
+    };
+    start_transfer(pass, &vm, &source.name_any(), &node, &ip, late).await
+}
+
+/// The source launcher pod, Ready and marked so the VM reconciler keeps its
+/// hands off it.
+async fn ready_source(pass: &mut Pass<'_>) -> Result<ControlFlow<Action, Pod>, Error> {
+    let pods: Api<Pod> = Api::namespaced(pass.ctx.client.clone(), &pass.ns);
     let Some(source_name) = pass.status_source_pod() else {
         return pass
             .fail("SourceUnknown", "the source pod was not recorded".into())
-            .await;
+            .await
+            .map(Break);
     };
     let Some(source) = pods
         .get_opt(&source_name)
@@ -551,88 +578,114 @@ async fn prepare(pass: &mut Pass<'_>) -> Result<Action, Error> {
                 "SourceGone",
                 format!("the source launcher pod {source_name} is gone or not ready"),
             )
-            .await;
+            .await
+            .map(Break);
     };
-    let source_node = pass.status.source_node.clone().unwrap_or_default();
-    // The VM reconciler keeps its hands off a marked source.
     if source.annotations().get(SOURCE_ANNOTATION) != Some(&pass.m.name_any()) {
         let patch = serde_json::json!({"metadata": {"annotations": {SOURCE_ANNOTATION: pass.m.name_any()}}});
         pods.patch(&source_name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
             .map_err(kube_err("marking the source pod"))?;
     }
-    let policy = &vm.spec.migration_policy;
-    if tls::encrypted(policy) {
-        tls::ensure(&ctx.client, &vm)
-            .await
-            .map_err(|e| Error::Certificates(format!("{e:#}")))?;
-    }
+    Ok(Continue(source))
+}
+
+/// The target launcher pod, created (with its launch ConfigMap) from the
+/// source's spec when it does not exist yet.
+async fn ensure_target(
+    pass: &mut Pass<'_>,
+    vm: &VirtualMachine,
+    source: &Pod,
+) -> Result<ControlFlow<Action, Pod>, Error> {
+    let ctx = pass.ctx;
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &pass.ns);
     let (target_name, cm_name) = pass.target_names();
-    let target = match pods
+    if let Some(t) = pods
         .get_opt(&target_name)
         .await
         .map_err(kube_err("reading the target pod"))?
     {
-        Some(t) => t,
-        None => {
-            let source_config = match source_config(ctx, &pass.ns, &source).await? {
-                Ok(c) => c,
-                Err(message) => return pass.fail("SourceConfigUnreadable", message).await,
-            };
-            let timeout = plan::completion_timeout(policy, source_config.memory_bytes);
-            let input = target::TargetInput {
-                source: &source,
-                source_node: &source_node,
-                source_config: &source_config,
-                migration: &pass.m.name_any(),
-                pod_name: target_name.clone(),
-                config_map_name: cm_name.clone(),
-                target_node_selector: &pass.m.spec.target_node_selector,
-                incoming: plan::incoming(policy, timeout),
-            };
-            let cms: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &pass.ns);
-            cms.create(&PostParams::default(), &target::target_config_map(&input))
+        return Ok(Continue(t));
+    }
+    let source_config = match source_config(ctx, &pass.ns, source).await? {
+        Ok(c) => c,
+        Err(message) => {
+            return pass
+                .fail("SourceConfigUnreadable", message)
                 .await
-                .map(|_| ())
-                .or_else(tolerate(409))
-                .map_err(kube_err("creating the target launch ConfigMap"))?;
-            match pods
-                .create(&PostParams::default(), &target::target_pod(&input))
-                .await
-            {
-                Ok(p) => p,
-                Err(kube::Error::Api(e)) if e.code == 409 => pods
-                    .get(&target_name)
-                    .await
-                    .map_err(kube_err("reading the target pod"))?,
-                Err(kube::Error::Api(e)) if e.code == 422 || e.code == 403 => {
-                    return pass
-                        .fail(
-                            "TargetRejected",
-                            format!("the API server rejected the target pod: {}", e.message),
-                        )
-                        .await;
-                }
-                Err(e) => return Err(kube_err("creating the target pod")(e)),
-            }
+                .map(Break);
         }
     };
+    let policy = &vm.spec.migration_policy;
+    let timeout = plan::completion_timeout(policy, source_config.memory_bytes);
+    let source_node = pass.status.source_node.clone().unwrap_or_default();
+    let input = target::TargetInput {
+        source,
+        source_node: &source_node,
+        source_config: &source_config,
+        migration: &pass.m.name_any(),
+        pod_name: target_name.clone(),
+        config_map_name: cm_name.clone(),
+        target_node_selector: &pass.m.spec.target_node_selector,
+        incoming: plan::incoming(policy, timeout),
+    };
+    let cms: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &pass.ns);
+    cms.create(&PostParams::default(), &target::target_config_map(&input))
+        .await
+        .map(|_| ())
+        .or_else(tolerate(409))
+        .map_err(kube_err("creating the target launch ConfigMap"))?;
+    match pods
+        .create(&PostParams::default(), &target::target_pod(&input))
+        .await
+    {
+        Ok(p) => Ok(Continue(p)),
+        Err(kube::Error::Api(e)) if e.code == 409 => pods
+            .get(&target_name)
+            .await
+            .map(Continue)
+            .map_err(kube_err("reading the target pod")),
+        Err(kube::Error::Api(e)) if e.code == 422 || e.code == 403 => pass
+            .fail(
+                "TargetRejected",
+                format!("the API server rejected the target pod: {}", e.message),
+            )
+            .await
+            .map(Break),
+        Err(e) => Err(kube_err("creating the target pod")(e)),
+    }
+}
+
+/// Whether the target pod has had longer than [`plan::PREPARE_TIMEOUT`].
+fn waited_too_long(target: &Pod) -> bool {
     let waited = target
         .metadata
         .creation_timestamp
         .as_ref()
         .map(|t| Utc::now() - from_k8s_time(t))
         .unwrap_or_default();
-    let late = waited.to_std().unwrap_or_default() > plan::PREPARE_TIMEOUT;
+    waited.to_std().unwrap_or_default() > plan::PREPARE_TIMEOUT
+}
+
+/// The target's node and pod IP once its launcher waits for the incoming
+/// migration; reports `Scheduling`/`PreparingTarget` until then, and fails
+/// the migration when the target failed or took too long.
+async fn target_receiving(
+    pass: &mut Pass<'_>,
+    target: &Pod,
+    late: bool,
+) -> Result<ControlFlow<Action, (String, String)>, Error> {
+    let target_name = target.name_any();
     let node = target.spec.as_ref().and_then(|s| s.node_name.clone());
-    let state = pod_state(&target);
+    let state = pod_state(target);
     if let PodState::Failed(m) | PodState::CrashLooping(m) = &state {
         return pass
             .fail(
                 "TargetFailed",
                 format!("the target launcher pod failed: {m}"),
             )
-            .await;
+            .await
+            .map(Break);
     }
     let Some(node) = node else {
         let why = match &state {
@@ -648,7 +701,8 @@ async fn prepare(pass: &mut Pass<'_>) -> Result<Action, Error> {
                         plan::PREPARE_TIMEOUT
                     ),
                 )
-                .await;
+                .await
+                .map(Break);
         }
         pass.write(
             MigrationPhase::Scheduling,
@@ -660,7 +714,7 @@ async fn prepare(pass: &mut Pass<'_>) -> Result<Action, Error> {
             None,
         )
         .await?;
-        return Ok(Action::requeue(POLL));
+        return Ok(Break(Action::requeue(POLL)));
     };
     if pass.status.phase == Some(MigrationPhase::Scheduling) {
         pass.status.target_node = Some(node.clone());
@@ -674,7 +728,7 @@ async fn prepare(pass: &mut Pass<'_>) -> Result<Action, Error> {
     }
     let waiting_msg = |why: &str| format!("target pod {target_name} on node {node}: {why}");
     let listening = if state == PodState::Ready {
-        match ctx.provider.migration(&pass.ns, &target_name).await {
+        match pass.ctx.provider.migration(&pass.ns, &target_name).await {
             Ok(Some(m)) if m.phase == LauncherMigrationPhase::WaitingForMigration => Ok(()),
             Ok(Some(m)) if m.phase == LauncherMigrationPhase::Failed => {
                 return pass
@@ -682,7 +736,8 @@ async fn prepare(pass: &mut Pass<'_>) -> Result<Action, Error> {
                         "TargetFailed",
                         format!("the target launcher gave up: {}", m.message),
                     )
-                    .await;
+                    .await
+                    .map(Break);
             }
             Ok(other) => Err(format!(
                 "the target launcher is not receiving ({:?})",
@@ -706,7 +761,8 @@ async fn prepare(pass: &mut Pass<'_>) -> Result<Action, Error> {
                         plan::PREPARE_TIMEOUT
                     ),
                 )
-                .await;
+                .await
+                .map(Break);
         }
         pass.write(
             MigrationPhase::PreparingTarget,
@@ -714,7 +770,7 @@ async fn prepare(pass: &mut Pass<'_>) -> Result<Action, Error> {
             None,
         )
         .await?;
-        return Ok(Action::requeue(POLL));
+        return Ok(Break(Action::requeue(POLL)));
     }
     // The stream goes to the target pod's IP, read now (fresh).
     let Some(ip) = target.status.as_ref().and_then(|s| s.pod_ip.clone()) else {
@@ -724,8 +780,22 @@ async fn prepare(pass: &mut Pass<'_>) -> Result<Action, Error> {
             None,
         )
         .await?;
-        return Ok(Action::requeue(POLL));
+        return Ok(Break(Action::requeue(POLL)));
     };
+    Ok(Continue((node, ip)))
+}
+
+/// Asks the source launcher to stream the VM to the target at `ip` with
+/// the policy's parameters; the migration is `Running` once it accepted.
+async fn start_transfer(
+    pass: &mut Pass<'_>,
+    vm: &VirtualMachine,
+    source_name: &str,
+    node: &str,
+    ip: &str,
+    late: bool,
+) -> Result<Action, Error> {
+    let policy = &vm.spec.migration_policy;
     let memory = vm
         .spec
         .template
@@ -735,14 +805,19 @@ async fn prepare(pass: &mut Pass<'_>) -> Result<Action, Error> {
     let timeout = plan::completion_timeout(policy, memory);
     let request = match plan::migrate_request(
         policy,
-        &ip,
+        ip,
         &plan::tls_hostname(&pass.m.spec.vm_name, &pass.ns),
         timeout,
     ) {
         Ok(r) => r,
         Err(message) => return pass.fail("InvalidPolicy", message).await,
     };
-    match ctx.provider.migrate(&pass.ns, &source_name, &request).await {
+    match pass
+        .ctx
+        .provider
+        .migrate(&pass.ns, source_name, &request)
+        .await
+    {
         Ok(_) => {}
         Err(crate::provider::ProviderError::Http { code, body, .. }) if code < 500 => {
             return pass
@@ -766,6 +841,7 @@ async fn prepare(pass: &mut Pass<'_>) -> Result<Action, Error> {
         }
     }
     pass.status.start_time = Some(to_k8s_time(Utc::now()));
+    let source_node = pass.status.source_node.clone().unwrap_or_default();
     let message = format!(
         "streaming VirtualMachine {} from node {source_node} to node {node} ({})",
         pass.m.spec.vm_name, request.target

@@ -55,6 +55,7 @@ fn nodes() -> Vec<FakeNode> {
         ("cancel", &["cancel-a", "cancel-b"][..]),
         ("drain", &["drain-a", "drain-b"][..]),
         ("bench", &["bench-a", "bench-b"][..]),
+        ("postcopy", &["postcopy-a", "postcopy-b"][..]),
     ] {
         for name in names {
             n.push(FakeNode::new(name).label(POOL_LABEL, pool));
@@ -189,8 +190,42 @@ pub fn fill_guest_disk(path: &Path, memory_bytes: u64) {
     assert_eq!(code.len(), 208);
     let count = (memory_bytes.saturating_sub(2 << 20) / 4) as u32;
     code[204..].copy_from_slice(&count.to_le_bytes());
+    boot_disk(path, &code);
+}
+
+/// A guest (a boot sector) that rewrites its RAM from 1 MiB up with
+/// xorshift32 data pass after pass, printing `.` after each: it dirties
+/// memory far faster than a capped link copies it, so pre-copy cannot
+/// converge. A copy of the launcher's `dirty_guest_disk`
+/// (crates/novacron-launcher/tests/common/mod.rs, with its assembly
+/// source): that module cannot be included here (it needs the launcher
+/// crate's own `CARGO_BIN_EXE_*`), and these 140 bytes are all it takes.
+pub fn dirty_guest_disk(path: &Path, memory_bytes: u64) {
+    #[rustfmt::skip]
+    let mut code: Vec<u8> = vec![
+        0xfa, 0x31, 0xc0, 0x8e, 0xd8, 0xe4, 0x92, 0x0c, 0x02, 0xe6, 0x92, 0x66,
+        0x0f, 0x01, 0x16, 0x80, 0x7c, 0x0f, 0x20, 0xc0, 0x66, 0x83, 0xc8, 0x01,
+        0x0f, 0x22, 0xc0, 0x66, 0xea, 0x23, 0x7c, 0x00, 0x00, 0x08, 0x00, 0x66,
+        0xb8, 0x10, 0x00, 0x8e, 0xd8, 0x8e, 0xc0, 0x8e, 0xd0, 0xbc, 0x00, 0x70,
+        0x00, 0x00, 0xb8, 0xb9, 0x79, 0x37, 0x9e, 0x66, 0xba, 0xf8, 0x03, 0xbf,
+        0x00, 0x00, 0x10, 0x00, 0x8b, 0x0d, 0x88, 0x7c, 0x00, 0x00, 0x89, 0xc3,
+        0xc1, 0xe3, 0x0d, 0x31, 0xd8, 0x89, 0xc3, 0xc1, 0xeb, 0x11, 0x31, 0xd8,
+        0x89, 0xc3, 0xc1, 0xe3, 0x05, 0x31, 0xd8, 0xab, 0x49, 0x75, 0xe7, 0x89,
+        0xc3, 0xb0, 0x2e, 0xee, 0x89, 0xd8, 0xeb, 0xd3, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0x00, 0x00, 0x00, 0x9a, 0xcf, 0x00,
+        0xff, 0xff, 0x00, 0x00, 0x00, 0x92, 0xcf, 0x00, 0x17, 0x00, 0x68, 0x7c,
+        0x00, 0x00, 0x66, 0x90, 0x00, 0x00, 0x00, 0x00,
+    ];
+    assert_eq!(code.len(), 140);
+    let count = (memory_bytes.saturating_sub(2 << 20) / 4) as u32;
+    code[136..].copy_from_slice(&count.to_le_bytes());
+    boot_disk(path, &code);
+}
+
+/// A 1 MiB raw disk booting `code`.
+fn boot_disk(path: &Path, code: &[u8]) {
     let mut disk = vec![0u8; 1 << 20];
-    disk[..code.len()].copy_from_slice(&code);
+    disk[..code.len()].copy_from_slice(code);
     disk[510] = 0x55;
     disk[511] = 0xAA;
     std::fs::write(path, disk).unwrap();
@@ -268,6 +303,20 @@ impl LocalLauncher {
         self.status().await.and_then(|s| s.migration)
     }
 
+    /// Waits until the guest's serial log shows `n` heartbeats (`.`).
+    pub async fn wait_heartbeats(&self, n: usize, within: Duration) {
+        let deadline = Instant::now() + within;
+        while self.serial().matches('.').count() < n {
+            assert!(
+                Instant::now() < deadline,
+                "fewer than {n} guest heartbeats in {within:?}: {:?}\nlauncher log:\n{}",
+                self.serial(),
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     /// Waits until the guest has filled its RAM (its serial log says `F`).
     pub async fn wait_filled(&self) {
         let deadline = Instant::now() + Duration::from_secs(120);
@@ -336,8 +385,8 @@ pub async fn pod_config(client: &Client, ns: &str, pod: &Pod) -> LaunchConfig {
     serde_json::from_str(&cm.data.unwrap()["launch.json"]).unwrap()
 }
 
-/// A VM of `pool` whose root disk (pre-created, ReadWriteMany) is the fill
-/// guest, running under a local launcher.
+/// A VM of `pool` whose root disk (pre-created, ReadWriteMany) is a
+/// boot-sector [`Guest`], running under a local launcher.
 pub struct RunningVm {
     pub name: String,
     pub dir: tempfile::TempDir,
@@ -378,6 +427,16 @@ pub async fn root_disk_claim(client: &Client, ns: &str, vm: &str) {
     api.create(&PostParams::default(), &pvc).await.unwrap();
 }
 
+/// The boot-sector guest a VM runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Guest {
+    /// [`fill_guest_disk`]: fills its RAM once, then a timer heartbeat.
+    Fill,
+    /// [`dirty_guest_disk`]: rewrites all of its RAM pass after pass (a `.`
+    /// each), far faster than a capped link copies it.
+    Dirty,
+}
+
 pub async fn start_vm(
     client: &Client,
     ns: &str,
@@ -385,9 +444,25 @@ pub async fn start_vm(
     pool: &str,
     policy: Value,
 ) -> RunningVm {
+    start_vm_with(client, ns, name, pool, policy, Guest::Fill).await
+}
+
+/// [`start_vm`] with the guest to boot; returns once the guest's RAM holds
+/// its data (filled, or one full dirtying pass done).
+pub async fn start_vm_with(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    pool: &str,
+    policy: Value,
+    guest: Guest,
+) -> RunningVm {
     let dir = tempfile::tempdir().unwrap();
-    let disk = dir.path().join("fill.img");
-    fill_guest_disk(&disk, GUEST_MEMORY);
+    let disk = dir.path().join("guest.img");
+    match guest {
+        Guest::Fill => fill_guest_disk(&disk, GUEST_MEMORY),
+        Guest::Dirty => dirty_guest_disk(&disk, GUEST_MEMORY),
+    }
     let tls = dir.path().join("tls");
     let port = free_port();
     forward_port(
@@ -442,7 +517,10 @@ pub async fn start_vm(
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
     };
-    source.wait_filled().await;
+    match guest {
+        Guest::Fill => source.wait_filled().await,
+        Guest::Dirty => source.wait_heartbeats(1, Duration::from_secs(60)).await,
+    }
     let node = vm.status.unwrap().node_name.expect("a node");
     RunningVm {
         name: name.into(),
