@@ -33,7 +33,9 @@ use novacron_launcher::api::{
 };
 use novacron_operator::build::Names;
 use novacron_operator::crd::{MigrationPhase, VirtualMachine, VirtualMachineMigration, VmPhase};
-use novacron_operator::migration::{SOURCE_ANNOTATION, TARGET_LABEL, TRIGGER_LABEL};
+use novacron_operator::migration::{
+    DRAIN_DECLINED_ANNOTATION, SOURCE_ANNOTATION, TARGET_LABEL, TRIGGER_LABEL,
+};
 use serde_json::json;
 use support::{Guest, POOL_LABEL, phase, pod_names, receive, start_vm};
 
@@ -653,5 +655,40 @@ async fn cordoning_a_node_migrates_its_migratable_vms() {
             .then_some(())
     })
     .await;
+    // The deletion is remembered on the VM's launcher pod, so a restarted
+    // operator (a drain pass without memory) does not create it again.
+    let source = pods.get(&Names::of("drained").pod()).await.unwrap();
+    assert_eq!(
+        source.annotations().get(DRAIN_DECLINED_ANNOTATION),
+        Some(&m.name_any()),
+        "{:?}",
+        source.annotations()
+    );
+    envtest::eventually(
+        "the drain migration gone",
+        Duration::from_secs(30),
+        || async {
+            migrations
+                .get_opt(&m.name_any())
+                .await
+                .ok()?
+                .is_none()
+                .then_some(())
+        },
+    )
+    .await;
+    novacron_operator::migration::drain::drain_once(
+        &admin,
+        &operator_core::events::Events::new(admin.clone(), "drain-test"),
+        Some(&ns.name),
+        &vm.node,
+    )
+    .await
+    .unwrap();
+    let left = migrations.list(&ListParams::default()).await.unwrap().items;
+    assert!(
+        left.is_empty(),
+        "a declined drain migration came back: {left:?}"
+    );
     cordon(false).await;
 }

@@ -9,14 +9,14 @@
 use std::collections::HashSet;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, ListParams, ObjectMeta, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use operator_core::conditions::ConditionStatus;
 use operator_core::events::Events;
 
-use super::TRIGGER_LABEL;
+use super::{DRAIN_DECLINED_ANNOTATION, TRIGGER_LABEL};
 use crate::build::stable_hash_hex;
 use crate::crd::{VirtualMachine, VirtualMachineMigration, VirtualMachineMigrationSpec, VmPhase};
 use crate::observe::live_migratable;
@@ -144,6 +144,17 @@ pub async fn run(
     }
 }
 
+/// One drain pass over `node` as a freshly started operator makes it (no
+/// memory of earlier passes): what the watch does on a cordoned node.
+pub async fn drain_once(
+    client: &Client,
+    events: &Events,
+    namespace: Option<&str>,
+    node: &str,
+) -> Result<(), kube::Error> {
+    drain(client, events, namespace, node, &mut Seen::default()).await
+}
+
 async fn drain(
     client: &Client,
     events: &Events,
@@ -165,8 +176,12 @@ async fn drain(
                 if seen.created.contains(&created_key) {
                     continue;
                 }
-                let api: Api<VirtualMachineMigration> =
-                    Api::namespaced(client.clone(), &vm.namespace().unwrap_or_default());
+                let ns = vm.namespace().unwrap_or_default();
+                if declined(client, &ns, vm, &m.name_any()).await? {
+                    seen.created.insert(created_key);
+                    continue;
+                }
+                let api: Api<VirtualMachineMigration> = Api::namespaced(client.clone(), &ns);
                 match api.create(&PostParams::default(), &m).await {
                     Ok(created) => {
                         seen.created.insert(created_key);
@@ -193,6 +208,26 @@ async fn drain(
         }
     }
     Ok(())
+}
+
+/// Whether a user deleted the drain migration `migration` of this VM
+/// instance before it succeeded (see [`DRAIN_DECLINED_ANNOTATION`]).
+async fn declined(
+    client: &Client,
+    namespace: &str,
+    vm: &VirtualMachine,
+    migration: &str,
+) -> Result<bool, kube::Error> {
+    let Some(pod) = vm.status.as_ref().and_then(|s| s.launcher_pod.as_deref()) else {
+        return Ok(false);
+    };
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    Ok(pods.get_metadata_opt(pod).await?.is_some_and(|p| {
+        p.annotations()
+            .get(DRAIN_DECLINED_ANNOTATION)
+            .map(String::as_str)
+            == Some(migration)
+    }))
 }
 
 #[cfg(test)]

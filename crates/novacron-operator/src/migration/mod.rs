@@ -73,6 +73,10 @@ pub const SOURCE_ANNOTATION: &str = "novacron.io/migration";
 pub const TRIGGER_LABEL: &str = "novacron.io/migration-trigger";
 /// Finalizer: deleting a running migration cancels it first.
 pub const FINALIZER: &str = "novacron.io/migration";
+/// Annotation on a VM's launcher pod naming the drain migration a user
+/// deleted before it succeeded: the operator does not create it again (also
+/// after a restart); the VM's next instance (a new pod) is drained again.
+pub const DRAIN_DECLINED_ANNOTATION: &str = "novacron.io/drain-declined";
 /// Poll of the launchers while a target is prepared and while the VM
 /// moves (one port-forward exchange per launcher each time; the switch-over
 /// waits for it, so it bounds the latency the operator adds).
@@ -1072,6 +1076,23 @@ async fn switch(pass: &mut Pass<'_>) -> Result<Action, Error> {
 /// Deletion of the migration object: a migration still under way is
 /// cancelled (the VM stays on the source) unless the VM already runs on
 /// the target, in which case the switch is finished instead.
+/// Remembers on the VM's launcher pod that its drain migration was deleted
+/// unfinished, so the drain does not create it again.
+async fn decline_drain(pass: &Pass<'_>) -> Result<(), Error> {
+    let pod = match pass.status_source_pod() {
+        Some(pod) => Some(pod),
+        None => pass.vm().await?.and_then(|vm| vm.status?.launcher_pod),
+    };
+    let Some(pod) = pod else { return Ok(()) };
+    let pods: Api<Pod> = Api::namespaced(pass.ctx.client.clone(), &pass.ns);
+    let patch = serde_json::json!({"metadata": {"annotations": {DRAIN_DECLINED_ANNOTATION: pass.m.name_any()}}});
+    pods.patch(&pod, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map(|_| ())
+        .or_else(tolerate(404))
+        .map_err(kube_err("marking the declined drain on the launcher pod"))
+}
+
 async fn cleanup(m: &VirtualMachineMigration, ctx: &Context) -> Result<Action, Error> {
     let mut pass = Pass {
         ctx,
@@ -1079,6 +1100,11 @@ async fn cleanup(m: &VirtualMachineMigration, ctx: &Context) -> Result<Action, E
         ns: m.namespace().unwrap_or_default(),
         status: m.status.clone().unwrap_or_default(),
     };
+    if m.labels().get(TRIGGER_LABEL).map(String::as_str) == Some("drain")
+        && pass.status.phase != Some(MigrationPhase::Succeeded)
+    {
+        decline_drain(&pass).await?;
+    }
     match pass.status.phase {
         Some(MigrationPhase::Succeeded) | None | Some(MigrationPhase::Pending) => {}
         Some(MigrationPhase::Failed) => pass.remove_target().await?,
